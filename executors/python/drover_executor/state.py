@@ -1,0 +1,73 @@
+"""Runs kept on disk, so a restarted executor still reports them.
+
+With --state-dir, every run the executor has not yet forgotten is a small
+JSON file named after its flow run id.  A file is written atomically
+(temporary file, fsync, rename) on each change and removed once the
+supervisor acknowledged the run's EXITED.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Dict, Iterator
+
+from .codec import ProtocolError, RunEntry, _check_inventory
+
+_KEYS = {"flow_run_id": str, "identifier": str, "exited": bool, "code": int, "error": str,
+         "started_acked": bool}
+
+
+class StateDir:
+    def __init__(self, path: str):
+        self.path = path
+        os.makedirs(path, mode=0o700, exist_ok=True)
+
+    def _file(self, flow_run_id: str) -> str:
+        return os.path.join(self.path, flow_run_id + ".json")
+
+    def save(self, flow_run_id: str, state: Dict[str, Any]) -> None:
+        final = self._file(flow_run_id)
+        tmp = final + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+
+    def remove(self, flow_run_id: str) -> None:
+        try:
+            os.unlink(self._file(flow_run_id))
+        except FileNotFoundError:
+            pass
+
+    def load(self, warn: Callable[..., None]) -> Iterator[Dict[str, Any]]:
+        """Yield each valid run file; report and skip files that are not."""
+        for name in sorted(os.listdir(self.path)):
+            if not name.endswith(".json"):
+                continue
+            path = os.path.join(self.path, name)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    state = json.load(f)
+                _validate(state, name)
+            except (OSError, ValueError) as exc:
+                warn("state_file_skipped", path=path, error=exc)
+                continue
+            yield state
+
+
+def _validate(state: Any, name: str) -> None:
+    if not isinstance(state, dict):
+        raise ValueError("not a JSON object")
+    for key, kind in _KEYS.items():
+        value = state.get(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(f"{key}: expected {kind.__name__}, got {value!r}")
+    if name != state["flow_run_id"] + ".json":
+        raise ValueError(f"flow_run_id {state['flow_run_id']!r} does not match the file name")
+    try:
+        _check_inventory("run", [RunEntry(state["flow_run_id"], state["identifier"],
+                                          state["exited"], state["code"])])
+    except ProtocolError as exc:
+        raise ValueError(exc.reason) from None
