@@ -1,0 +1,46 @@
+"""Work pools as the worker creates and serves them."""
+
+from processes import prefect_process_template
+from prefect_api import unique_name, wait_until
+
+
+def worker_online(api, worker) -> bool:
+    return any(record["name"] == worker.name and record["status"] == "ONLINE"
+               for record in api.pool_workers(worker.pool))
+
+
+def test_created_pool_has_default_template(api, start_worker, worker_kind, tmp_path):
+    worker = start_worker()
+
+    pool = api.read_pool(worker.pool)
+    expected = worker_kind.default_template(tmp_path)
+
+    assert pool["type"] == "process", pool
+    assert pool["base_job_template"] == expected
+
+
+def test_worker_shows_online(api, start_worker):
+    worker = start_worker()
+
+    wait_until(lambda: worker_online(api, worker),
+               f"worker {worker.name} to show ONLINE in pool {worker.pool}")
+
+    records = [record for record in api.pool_workers(worker.pool)
+               if record["name"] == worker.name]
+    assert len(records) == 1, records
+    assert records[0]["status"] == "ONLINE", records[0]
+
+
+def test_prefect_template_served_unchanged(api, start_worker, worker_kind, examples_dir,
+                                           tmp_path):
+    template = prefect_process_template(worker_kind.venv, tmp_path)
+    pool_name = unique_name("pool")
+    api.create_pool(pool_name, "process", template)
+
+    worker = start_worker(pool=pool_name)
+    deployment = api.create_deployment("hello", worker.pool, examples_dir)
+    run = api.create_flow_run(deployment["id"])
+    final = api.wait_for_final_state(run["id"])
+
+    assert final["state"]["type"] == "COMPLETED", final["state"]
+    assert api.read_pool(pool_name)["base_job_template"] == template
