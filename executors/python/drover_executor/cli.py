@@ -7,6 +7,8 @@ import json
 import sys
 from typing import List, Optional, Type
 
+import zmq
+
 from . import codec
 from .executor import SOFTWARE, Executor, configure_logging, default_executor_id
 
@@ -24,16 +26,18 @@ def build_parser(executor_cls: Type[Executor]) -> argparse.ArgumentParser:
                         help="ZeroMQ endpoint of the supervisor's ROUTER socket, "
                              "for example ipc:///run/drover/pool.sock or tcp://127.0.0.1:5555")
     parser.add_argument("--id", metavar="ID", dest="executor_id",
-                        help="executor id, 1 to 128 characters of [A-Za-z0-9._:-] "
-                             "(default: TYPE-HOSTNAME-PID)")
-    parser.add_argument("--capacity", metavar="N", type=int, default=1,
+                        help="executor id, 1 to 128 characters of [A-Za-z0-9._:-], unique "
+                             "per supervisor and kept across restarts (default: TYPE-HOSTNAME)")
+    default_capacity = executor_cls.default_capacity or "4 per online CPU"
+    parser.add_argument("--capacity", metavar="N", type=int,
                         help=f"maximum number of runs in flight, 1 to {codec.MAX_CAPACITY} "
-                             f"(default: 1)")
+                             f"(default: {default_capacity})")
     parser.add_argument("--describe", action="store_true",
                         help="print the declared job configuration schema as JSON and exit")
     parser.add_argument("--state-dir", metavar="DIR",
                         help="directory that keeps the runs across restarts of the executor, "
-                             "so their exit is still reported (default: keep them in memory)")
+                             "in a subdirectory per executor id, so their exit is still "
+                             "reported (default: keep them in memory only)")
     parser.add_argument("--trace", action="store_true",
                         help="log every protocol message sent and received")
     parser.add_argument("--version", action="version", version=SOFTWARE)
@@ -50,7 +54,7 @@ def main(executor_cls: Type[Executor], argv: Optional[List[str]] = None) -> int:
         return 0
     if not args.connect:
         parser.error("--connect ENDPOINT is required unless --describe is given")
-    if not 1 <= args.capacity <= codec.MAX_CAPACITY:
+    if args.capacity is not None and not 1 <= args.capacity <= codec.MAX_CAPACITY:
         parser.error(f"--capacity {args.capacity} is outside 1..{codec.MAX_CAPACITY}")
 
     configure_logging()
@@ -59,6 +63,9 @@ def main(executor_cls: Type[Executor], argv: Optional[List[str]] = None) -> int:
         return executor.serve(args.connect, args.executor_id or
                               default_executor_id(executor_cls.type), args.capacity,
                               state_dir=args.state_dir, trace=args.trace)
-    except ValueError as exc:
+    except (ValueError, zmq.ZMQError) as exc:
         print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # init() or shutdown() of the author failed
+        print(f"{parser.prog}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 1

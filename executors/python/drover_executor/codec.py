@@ -32,6 +32,7 @@ MAX_LOG_LINE = 64 * 1024
 MAX_INVENTORY = 4096
 MAX_CAPACITY = 65535
 MAX_GRACE = 86400  # seconds
+MAX_JSON_DEPTH = 128  # levels of arrays and objects in a json field, the top object is 1
 
 MIN_PING_INTERVAL_MS = 100
 MAX_PING_INTERVAL_MS = 600000
@@ -61,16 +62,19 @@ class ProtocolError(Exception):
     """A message that breaks the protocol.
 
     ``kind`` is MALFORMED, VERSION, UNKNOWN or TOO_LARGE.  For VERSION and
-    UNKNOWN, ``version`` and ``msg_type`` hold what the peer sent.
+    UNKNOWN, ``version`` and ``msg_type`` hold what the peer sent.  A REJECT
+    of another version, ``[version, 3, reason]``, also sets ``peer_reason``.
     """
 
     def __init__(self, reason: str, kind: str = MALFORMED,
-                 version: Optional[int] = None, msg_type: Optional[int] = None):
+                 version: Optional[int] = None, msg_type: Optional[int] = None,
+                 peer_reason: Optional[str] = None):
         super().__init__(reason)
         self.reason = reason
         self.kind = kind
         self.version = version
         self.msg_type = msg_type
+        self.peer_reason = peer_reason
 
     @property
     def code(self) -> int:
@@ -266,16 +270,88 @@ def _check_pattern(name: str, value: Any, max_len: int, pattern: "re.Pattern[str
 
 
 def _check_json_object(name: str, value: Any, max_len: int) -> str:
-    _check_str(name, value, 2, max_len)
+    """Check a json field: one JSON object, with the rules of PROTOCOL.md section 3.4."""
+    _check_str(name, value, 0, max_len)
     try:
-        parsed = json.loads(value)
+        parsed = json.loads(value, object_pairs_hook=_unique_members,
+                            parse_constant=_reject_constant, parse_int=_parse_int,
+                            parse_float=_parse_float)
+    except _JSONRuleError as exc:
+        _fail(name, f"invalid JSON: {exc}")
     except ValueError as exc:
         _fail(name, f"invalid JSON: {exc}")
     except RecursionError:
-        _fail(name, "invalid JSON: nested too deeply")
+        _fail(name, f"invalid JSON: nested more than {MAX_JSON_DEPTH} levels")
     if not isinstance(parsed, dict):
         _fail(name, "JSON text is not an object")
+    problem = _json_depth_or_surrogate(parsed)
+    if problem:
+        _fail(name, f"invalid JSON: {problem}")
     return value
+
+
+class _JSONRuleError(ValueError):
+    pass
+
+
+_MAX_DOUBLE = 1.7976931348623157e308
+
+
+def _unique_members(pairs: List[Any]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key, item in pairs:
+        if key in out:
+            raise _JSONRuleError(f"duplicate member {key!r}")
+        out[key] = item
+    return out
+
+
+def _reject_constant(text: str) -> Any:
+    raise _JSONRuleError(f"{text} is not a JSON number")
+
+
+def _parse_int(text: str) -> int:
+    number = int(text)
+    if abs(number) > _MAX_DOUBLE:
+        raise _JSONRuleError(f"number {text[:20]}... exceeds the range of a double")
+    return number
+
+
+def _parse_float(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise _JSONRuleError(f"number {text[:40]} exceeds the range of a double")
+    return number
+
+
+def _json_depth_or_surrogate(root: Dict[str, Any]) -> str:
+    """Return why a parsed JSON object breaks the depth or surrogate rule, or ""."""
+    surrogate = "a \\u escape of an unpaired UTF-16 surrogate"
+    stack = [(root, 1)]
+    while stack:
+        container, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return f"nested more than {MAX_JSON_DEPTH} levels"
+        if isinstance(container, dict):
+            if any(_has_surrogate(key) for key in container):
+                return surrogate
+            items = container.values()
+        else:
+            items = container
+        for item in items:
+            if isinstance(item, (dict, list)):
+                stack.append((item, depth + 1))
+            elif isinstance(item, str) and _has_surrogate(item):
+                return surrogate
+    return ""
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _check_stream(name: str, value: Any) -> int:
@@ -425,8 +501,11 @@ def decode(data: bytes, expect: Optional[Type[Any]] = None) -> Any:
     version = _check_uint("version", items[0], 0, UINT64_MAX)
     msg_type = _check_uint("type", items[1], 0, UINT64_MAX)
     if version != PROTOCOL_VERSION:
+        peer_reason = None
+        if msg_type == Reject.TYPE and len(items) == 3 and isinstance(items[2], str):
+            peer_reason = items[2].encode("utf-8", "replace").decode("utf-8")
         raise ProtocolError(f"version: {version} is not the supported version "
-                            f"{PROTOCOL_VERSION}", VERSION, version, msg_type)
+                            f"{PROTOCOL_VERSION}", VERSION, version, msg_type, peer_reason)
     cls = MESSAGE_CLASSES.get(msg_type)
     if cls is None:
         raise ProtocolError(f"type: unknown message type {msg_type}", UNKNOWN, version, msg_type)

@@ -43,18 +43,17 @@ SOFTWARE = "drover-executor-python/0.1.0"
 
 log = logging.getLogger("drover_executor")
 
-# Before the first WELCOME the supervisor's timings are unknown: a HELLO left
-# unanswered this long is sent again on a fresh socket.
-HELLO_TIMEOUT_S = 5.0
-# Pause before reconnecting after the supervisor said GOODBYE, so a supervisor
-# that is restarting is not flooded with HELLOs.
-GOODBYE_RECONNECT_S = 1.0
+# A HELLO without WELCOME or REJECT after this many seconds is sent again on a
+# fresh socket; the wait doubles after each failure up to HELLO_RETRY_MAX_S.
+HELLO_RETRY_FIRST_S = 2.0
+HELLO_RETRY_MAX_S = 30.0
 # LOG lines produced while no supervisor is connected wait here, oldest dropped first.
 MAX_PENDING_LOGS = 10000
-# Flow run ids of runs whose EXITED was acknowledged, kept to recognise a late duplicate JOB.
-MAX_FINISHED = 4096
-# How long close() waits for GOODBYE to leave the socket.
+# Milliseconds close() waits for a last GOODBYE to leave the socket.
 LINGER_MS = 1000
+# Messages read from the socket in one loop pass, so that run fds and timers
+# are served even under a flood.
+MAX_RECV_PER_PASS = 256
 
 
 class RunLost(Exception):
@@ -126,8 +125,19 @@ class Executor:
 
     # Seconds between two calls of poll() for each run in flight.
     poll_interval: float = 1.0
+    # Default of --capacity; 0 means four runs per online CPU.
+    default_capacity: int = 0
 
     # ----------------------------------------------------------------- hooks
+
+    def init(self) -> None:
+        """Prepare the executor after the options are parsed, before runs are recovered.
+
+        Raise to stop the executor with exit status 1.
+        """
+
+    def shutdown(self) -> None:
+        """Release what init() acquired; called once before serve() returns."""
 
     def prepare(self, config: Dict[str, Any]) -> Dict[str, Any]:
         """Adjust a checked job configuration before start(); raise to reject it."""
@@ -161,7 +171,8 @@ class Executor:
 
         Called at start-up for every run in the state directory that had not
         exited.  Return a handle for poll() and kill(), or None when the run
-        is gone, which reports it as lost.
+        is gone, which reports it as lost.  An exception reports it as lost
+        with the exception text.
         """
         return None
 
@@ -198,8 +209,7 @@ class Executor:
         self.executor_id = ""
         self.capacity = 1
         self.trace = False
-        self._finished: "collections.OrderedDict[str, Tuple[int, str]]" = \
-            collections.OrderedDict()
+        self.malformed_count = 0
         self._watched: Dict[int, Callable[[], None]] = {}
         self._timers: List[Tuple[float, int, Timer]] = []
         self._timer_seq = itertools.count()
@@ -211,22 +221,42 @@ class Executor:
         os.set_blocking(self._wake_w, False)
         self._ctx: Optional[zmq.Context] = None
         self._sock: Optional[zmq.Socket] = None
+        self._poller: Optional[zmq.Poller] = None
         self._state: Optional[StateDir] = None
+        self._endpoint = ""
+        self._schema = ""
+        # Connection state: a socket that waits for WELCOME until _hello_deadline,
+        # a welcomed session, or no socket until _reconnect_at.
+        self._welcomed = False
+        self._hello_deadline = 0.0
+        self._hello_retry = HELLO_RETRY_FIRST_S
+        self._reconnect_at: Optional[float] = None
+        self._last_rx = 0.0
+        self._liveness = 0.0
+        self._ping_interval = 1.0
+        self._next_ping = 0.0
+        self._next_resend = 0.0
+        self._ping_seq = 0
+
+    # ------------------------------------------------- calls from the hooks
 
     def log(self, flow_run_id: str, line: str, stream: int = codec.STREAM_STDOUT) -> None:
         """Send one line of a run's output to the supervisor as LOG.
 
-        A line above 64 KiB is cut into pieces; invalid UTF-8 is replaced.
+        U+0000 and unencodable characters become U+FFFD, and a line above
+        64 KiB is cut into pieces at character boundaries.
         """
-        data = line.encode("utf-8", "replace")
-        if not data:
-            self._queue_log(Log(flow_run_id, stream, ""))
-        for i in range(0, len(data), codec.MAX_LOG_LINE):
-            piece = data[i:i + codec.MAX_LOG_LINE].decode("utf-8", "ignore")
+        data = line.replace("\0", "\ufffd").encode("utf-8", "replace")
+        start = 0
+        while True:
+            piece = data[start:start + codec.MAX_LOG_LINE].decode("utf-8", "ignore")
             self._queue_log(Log(flow_run_id, stream, piece))
+            start += len(piece.encode("utf-8"))
+            if start >= len(data) or not piece:
+                break
 
     def watch_fd(self, fd: int, callback: Callable[[], None]) -> None:
-        """Call callback() from the loop whenever fd is readable."""
+        """Call callback() from the loop whenever fd is readable or hung up."""
         self._watched[fd] = callback
         if self._poller is not None:
             self._poller.register(fd, zmq.POLLIN)
@@ -242,58 +272,62 @@ class Executor:
         return timer
 
     def stop(self, reason: str = "stopped") -> None:
-        """Make serve() say GOODBYE and return; safe to call from another thread."""
+        """Make serve() say GOODBYE and return 0; safe to call from another thread."""
         self._stop_reason = reason
         try:
             os.write(self._wake_w, b"s")
         except BlockingIOError:
             pass
 
-    _poller: Optional[zmq.Poller] = None
-
     # ------------------------------------------------------------ main loop
 
-    def serve(self, endpoint: str, executor_id: Optional[str] = None, capacity: int = 1,
-              state_dir: Optional[str] = None, trace: bool = False,
-              handle_signals: bool = True) -> int:
-        """Run the executor until stopped, SIGTERM, SIGINT or REJECT.
+    def serve(self, endpoint: str, executor_id: Optional[str] = None,
+              capacity: Optional[int] = None, state_dir: Optional[str] = None,
+              trace: bool = False, handle_signals: bool = True) -> int:
+        """Run the executor until stop(), SIGTERM, SIGINT or REJECT.
 
-        Returns the process exit status: 0 after a stop or signal, 1 after REJECT.
-        handle_signals=False leaves signal handling alone, which serve() needs
-        when it runs outside the main thread.
+        Returns the process exit status: 0 after a stop or signal, 1 after
+        REJECT.  Raises ValueError for invalid settings.  With a state_dir,
+        runs are kept in STATE_DIR/EXECUTOR_ID and recovered at start-up.
+        handle_signals=False leaves signal handling alone, which serve()
+        needs when it runs outside the main thread.
         """
         self.executor_id = executor_id or default_executor_id(self.type)
-        self.capacity = capacity
+        self.capacity = capacity or self.default_capacity or 4 * (os.cpu_count() or 1)
+        self.capacity = min(self.capacity, codec.MAX_CAPACITY)
         self.trace = trace
         self._endpoint = endpoint
-        self._check_identity()
         self._schema = self.schema_json()
-        if len(self._schema.encode()) > codec.MAX_SCHEMA:
-            raise ValueError(f"schema of {len(self._schema)} bytes exceeds the limit of "
-                             f"{codec.MAX_SCHEMA}")
-        if state_dir:
-            self._state = StateDir(state_dir)
-            self._load_state()
+        self._check_identity()
 
-        self._ctx = zmq.Context()
-        self._poller = zmq.Poller()
-        self._poller.register(self._wake_r, zmq.POLLIN)
-        for fd in self._watched:
-            self._poller.register(fd, zmq.POLLIN)
-        old_handlers = self._install_signals() if handle_signals else None
-        self._info("start", endpoint=endpoint, type=self.type, capacity=capacity,
-                   software=SOFTWARE, runs=len(self.runs))
+        self.init()
         try:
-            self._connect()
-            status = self._loop()
+            if state_dir:
+                self._state = StateDir(os.path.join(state_dir, self.executor_id))
+                self._load_state()
+            self._ctx = zmq.Context()
+            self._poller = zmq.Poller()
+            self._poller.register(self._wake_r, zmq.POLLIN)
+            for fd in self._watched:
+                self._poller.register(fd, zmq.POLLIN)
+            old_handlers = self._install_signals() if handle_signals else None
+            self._info("start", endpoint=endpoint, type=self.type, capacity=self.capacity,
+                       software=SOFTWARE, runs=len(self.runs), state_dir=state_dir)
+            try:
+                self._connect()
+                return self._loop()
+            finally:
+                if old_handlers is not None:
+                    self._restore_signals(old_handlers)
+                self._close_socket(LINGER_MS)
+                self._ctx.term()
+                self._ctx = None
+                self._poller = None
         finally:
-            if old_handlers is not None:
-                self._restore_signals(old_handlers)
-            self._close_socket(LINGER_MS)
-            self._ctx.term()
-            self._ctx = None
-            self._poller = None
-        return status
+            if self._state is not None:
+                self._state.close()
+                self._state = None
+            self.shutdown()
 
     def _loop(self) -> int:
         next_poll = time.monotonic()
@@ -307,8 +341,9 @@ class Executor:
             if self._wake_r in events:
                 poll_now = self._drain_wake_pipe()
             if self._stop_reason is not None:
-                self._send(Goodbye(self._stop_reason[:codec.MAX_REASON]))
-                self._info("stop", reason=self._stop_reason, runs=self._active_count())
+                if self._welcomed:
+                    self._send(Goodbye(_cut(self._stop_reason, codec.MAX_REASON)))
+                self._info("stop", reason=self._stop_reason, runs=len(self.runs))
                 return 0
             if self._sock is not None and self._sock in events:
                 status = self._read_socket()
@@ -329,19 +364,26 @@ class Executor:
     # -------------------------------------------------------- connection
 
     def _connect(self) -> None:
-        """Open a fresh DEALER socket and say HELLO with the current inventory."""
+        """Open a fresh DEALER socket and say HELLO with the current inventory.
+
+        A fresh socket drops whatever the old one still queued, so the HELLO
+        is the first message the supervisor gets on the new connection.
+        """
         self._close_socket(0)
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, codec.MAX_FRAME + 64)
         self._sock.connect(self._endpoint)
         self._poller.register(self._sock, zmq.POLLIN)
         self._welcomed = False
-        self._hello_deadline = time.monotonic() + HELLO_TIMEOUT_S
-        self._reconnect_at: Optional[float] = None
-        inventory = [r.entry() for r in self.runs.values()][:codec.MAX_INVENTORY]
-        if len(self.runs) > codec.MAX_INVENTORY:
-            self._warn("inventory_truncated", runs=len(self.runs), sent=codec.MAX_INVENTORY)
-        hostname = socket.gethostname().encode()[:codec.MAX_NAME].decode("utf-8", "ignore")
+        self._reconnect_at = None
+        self._hello_deadline = time.monotonic() + self._hello_retry
+
+        inventory = [r.entry() for r in self.runs.values()]
+        if len(inventory) > codec.MAX_INVENTORY:
+            self._warn("inventory_truncated", runs=len(inventory), sent=codec.MAX_INVENTORY)
+            inventory = inventory[:codec.MAX_INVENTORY]
+        hostname = _cut(socket.gethostname(), codec.MAX_NAME)
         self._send(Hello(self.executor_id, self.type, self.capacity, self._schema, SOFTWARE,
                          hostname, inventory))
 
@@ -349,21 +391,14 @@ class Executor:
         if self._sock is None:
             return
         if self._poller is not None:
-            try:
-                self._poller.unregister(self._sock)
-            except KeyError:
-                pass
+            self._poller.unregister(self._sock)
         self._sock.close(linger=linger_ms)
         self._sock = None
+        self._welcomed = False
 
-    def _reconnect(self, why: str, delay: float = 0.0) -> None:
-        self._warn("reconnect", reason=why, endpoint=self._endpoint, delay_s=delay)
-        if delay > 0:
-            self._close_socket(0)
-            self._welcomed = False
-            self._reconnect_at = time.monotonic() + delay
-        else:
-            self._connect()
+    def _supervisor_gone(self, why: str) -> None:
+        self._warn("reconnect", reason=why, endpoint=self._endpoint, runs=len(self.runs))
+        self._connect()
 
     def _check_connection(self, now: float) -> None:
         if self._sock is None:
@@ -372,14 +407,20 @@ class Executor:
             return
         if not self._welcomed:
             if now >= self._hello_deadline:
-                self._reconnect(f"no WELCOME within {HELLO_TIMEOUT_S:g} s")
+                self._warn("hello_timeout", endpoint=self._endpoint,
+                           waited_s=f"{self._hello_retry:g}",
+                           retry_in_s=f"{self._hello_retry:g}")
+                self._close_socket(0)
+                self._reconnect_at = now + self._hello_retry
+                self._hello_retry = min(self._hello_retry * 2, HELLO_RETRY_MAX_S)
             return
         if now - self._last_rx >= self._liveness:
-            self._reconnect(f"supervisor silent for {self._liveness * 1000:.0f} ms")
+            self._supervisor_gone(f"no message from the supervisor for "
+                                  f"{self._liveness * 1000:.0f} ms")
             return
         if now >= self._next_ping:
+            self._send(Ping(self._ping_seq, len(self.runs)))
             self._ping_seq += 1
-            self._send(Ping(self._ping_seq, self._active_count()))
             self._next_ping = now + self._ping_interval
         if now >= self._next_resend:
             self._resend_unacked()
@@ -402,11 +443,13 @@ class Executor:
     # ------------------------------------------------------ receive side
 
     def _read_socket(self) -> Optional[int]:
-        while self._sock is not None:
+        for _ in range(MAX_RECV_PER_PASS):
+            if self._sock is None:
+                break
             try:
                 frames = self._sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
-                return None
+                break
             status = self._handle_frames(frames)
             if status is not None:
                 return status
@@ -414,7 +457,7 @@ class Executor:
 
     def _handle_frames(self, frames: List[bytes]) -> Optional[int]:
         if len(frames) != 1:
-            self._warn("malformed", reason=f"expected 1 frame, got {len(frames)}")
+            self._count_malformed(f"expected 1 frame, got {len(frames)}", sum(map(len, frames)))
             return None
         data = frames[0]
         try:
@@ -422,37 +465,54 @@ class Executor:
         except ProtocolError as exc:
             return self._handle_bad_frame(exc, len(data))
         if self.trace:
-            self._trace("supervisor -> executor", msg, len(data))
-        self._last_rx = time.monotonic()
+            self._trace("supervisor -> executor", codec.type_name(msg.TYPE), len(data))
 
         handler = self._HANDLERS.get(type(msg))
         if handler is None:
-            self._warn("unexpected_message", type=codec.type_name(msg.TYPE),
-                       reason="executors never receive this type")
+            self._count_malformed(f"{codec.type_name(msg.TYPE)} is never sent to an executor",
+                                  len(data))
             return None
+        if not self._welcomed and type(msg) not in (Welcome, Reject):
+            self._count_malformed(f"{codec.type_name(msg.TYPE)} before WELCOME", len(data))
+            if isinstance(msg, Goodbye):
+                return self._on_goodbye(msg)
+            return None
+        self._last_rx = time.monotonic()
         return handler(self, msg)
 
     def _handle_bad_frame(self, exc: ProtocolError, size: int) -> Optional[int]:
         if self.trace:
-            log.info("executor=%s trace supervisor -> executor INVALID size=%d",
-                     self.executor_id, size)
-        self._warn("malformed", kind=exc.kind, reason=exc.reason, size=size)
-        if exc.kind == codec.VERSION:
-            self._send(Goodbye(f"unsupported protocol version {exc.version}, this executor "
-                               f"speaks version {codec.PROTOCOL_VERSION}"))
+            self._trace("supervisor -> executor", "INVALID", size)
+        if exc.kind == codec.VERSION and not self._welcomed:
+            # A supervisor of another version answers HELLO with its own REJECT.
+            self._error("rejected", supervisor_version=exc.version,
+                        executor_version=codec.PROTOCOL_VERSION, reason=exc.peer_reason)
+            return 1
+        self._count_malformed(exc.reason, size, kind=exc.kind)
         return None
 
+    def _count_malformed(self, reason: str, size: int, kind: str = codec.MALFORMED) -> None:
+        self.malformed_count += 1
+        # Log the first few and then every 100th, so a flood does not flood stderr too.
+        if self.malformed_count <= 10 or self.malformed_count % 100 == 0:
+            self._warn("message_dropped", kind=kind, reason=reason, size=size,
+                       total=self.malformed_count)
+
     def _on_welcome(self, msg: Welcome) -> Optional[int]:
+        if self._welcomed:
+            self._count_malformed("WELCOME within a session", 0)
+            return None
         now = time.monotonic()
         self._welcomed = True
-        self._supervisor_id = msg.supervisor_id
+        self._hello_retry = HELLO_RETRY_FIRST_S
         self._ping_interval = msg.ping_interval_ms / 1000.0
         self._liveness = msg.liveness_ms / 1000.0
-        self._ping_seq = getattr(self, "_ping_seq", 0)
-        self._next_ping = now + self._ping_interval
+        self._ping_seq = 0
+        self._next_ping = now
         self._next_resend = now + self._ping_interval
         self._info("welcome", supervisor=msg.supervisor_id, ping_interval_ms=msg.ping_interval_ms,
-                   liveness_ms=msg.liveness_ms)
+                   liveness_ms=msg.liveness_ms, runs=len(self.runs))
+        # STARTED first and EXITED last, so the lines logged in between arrive in order.
         self._resend_unacked(include_exited=False)
         self._flush_logs()
         self._resend_unacked(include_started=False)
@@ -460,11 +520,11 @@ class Executor:
 
     def _on_reject(self, msg: Reject) -> Optional[int]:
         self._error("rejected", reason=msg.reason, endpoint=self._endpoint)
+        self._close_socket(0)
         return 1
 
     def _on_goodbye(self, msg: Goodbye) -> Optional[int]:
-        self._reconnect(f"supervisor said GOODBYE ({msg.reason or 'no reason'})",
-                        GOODBYE_RECONNECT_S)
+        self._supervisor_gone(f"the supervisor said GOODBYE ({msg.reason or 'no reason'})")
         return None
 
     def _on_pong(self, msg: Pong) -> Optional[int]:
@@ -474,10 +534,11 @@ class Executor:
         run = self.runs.get(msg.flow_run_id)
         if run is None:
             return None
-        if msg.acked_type == Started.TYPE:
-            run.started_acked = True
-            self._save(run)
-        elif run.exited:
+        if msg.acked_type == Started.TYPE and run.identifier:
+            if not run.started_acked:
+                run.started_acked = True
+                self._save(run)
+        elif msg.acked_type == Exited.TYPE and run.exited:
             run.exited_acked = True
             self._forget(run)
         return None
@@ -489,11 +550,6 @@ class Executor:
                        exited=run.exited)
             self._resend_run(run)
             return None
-        if msg.flow_run_id in self._finished:
-            code, error = self._finished[msg.flow_run_id]
-            self._warn("duplicate_job", flow_run=msg.flow_run_id, reason="already finished")
-            self._send(Exited(msg.flow_run_id, code, error))
-            return None
 
         run = Run(msg.flow_run_id)
         self.runs[run.flow_run_id] = run
@@ -504,12 +560,13 @@ class Executor:
             return None
         try:
             run.config = check_config(self.all_fields(), json.loads(msg.config))
-            run.config = self.prepare(run.config)
         except (ConfigError, ValueError, RecursionError) as exc:
             self._fail_start(run, f"invalid job configuration: {exc}")
             return None
+        try:
+            run.config = self.prepare(run.config)
         except Exception as exc:  # the author's prepare() may raise anything
-            self._fail_start(run, f"prepare failed: {_exc_text(exc)}")
+            self._fail_start(run, f"invalid job configuration: {_exc_text(exc)}")
             return None
         self._start(run)
         return None
@@ -521,8 +578,9 @@ class Executor:
             self._fail_start(run, f"failed to start: {_exc_text(exc)}")
             return
         identifier, handle = result if isinstance(result, tuple) else (result, None)
-        if not isinstance(identifier, str) or not 1 <= len(identifier.encode()) \
-                <= codec.MAX_IDENTIFIER:
+        if not isinstance(identifier, str) or \
+                not 1 <= len(identifier.encode("utf-8", "replace")) <= codec.MAX_IDENTIFIER \
+                or "\0" in identifier:
             self._fail_start(run, f"start() returned an invalid identifier {identifier!r}: "
                                   f"expected a string of 1 to {codec.MAX_IDENTIFIER} bytes")
             return
@@ -538,15 +596,9 @@ class Executor:
 
     def _on_kill(self, msg: Kill) -> Optional[int]:
         run = self.runs.get(msg.flow_run_id)
-        if run is None:
-            finished = self._finished.get(msg.flow_run_id)
-            self._warn("kill_unknown_run", flow_run=msg.flow_run_id,
-                       finished=finished is not None)
-            if finished is not None:
-                self._send(Exited(msg.flow_run_id, finished[0], finished[1]))
-            return None
-        if run.exited:
-            self._resend_run(run)
+        if run is None or run.exited:
+            self._info("kill_ignored", flow_run=msg.flow_run_id,
+                       reason="unknown run" if run is None else "run already ended")
             return None
         self._info("kill", flow_run=run.flow_run_id, identifier=run.identifier,
                    grace_s=msg.grace_seconds)
@@ -592,25 +644,21 @@ class Executor:
         self._finish(run, code, "")
 
     def _finish(self, run: Run, code: int, error: str) -> None:
-        error = error.encode()[:codec.MAX_REASON].decode("utf-8", "ignore")
         run.exited = True
         run.code = code
-        run.error = error
+        run.error = _cut(error, codec.MAX_REASON)
         self._save(run)
         self._info("exited", flow_run=run.flow_run_id, identifier=run.identifier, code=code,
-                   error=error or None)
-        self._send(Exited(run.flow_run_id, code, error))
+                   error=run.error or None)
+        self._send(Exited(run.flow_run_id, code, run.error))
 
     def _forget(self, run: Run) -> None:
         self.runs.pop(run.flow_run_id, None)
-        self._finished[run.flow_run_id] = (run.code, run.error)
-        while len(self._finished) > MAX_FINISHED:
-            self._finished.popitem(last=False)
         if self._state is not None:
             self._state.remove(run.flow_run_id)
 
     def _resend_run(self, run: Run) -> None:
-        """Repeat what the supervisor should know of a run it asked about again."""
+        """Repeat what the supervisor should know of a run it sent again."""
         if run.identifier:
             self._send(Started(run.flow_run_id, run.identifier))
         if run.exited:
@@ -644,21 +692,23 @@ class Executor:
             self.runs[run.flow_run_id] = run
             if run.exited:
                 continue
+            reason = "it never reported an identifier"
             try:
                 run.handle = self.recover(run.identifier) if run.identifier else None
+                reason = "its infrastructure is gone"
             except Exception as exc:  # a failed recovery loses the run, nothing more
-                self._error("recover_failed", flow_run=run.flow_run_id, error=_exc_text(exc))
+                reason = _exc_text(exc)
                 run.handle = None
             if run.handle is None:
-                self._finish(run, -1, f"the run with identifier {run.identifier!r} was lost "
-                                      f"while the executor was restarting")
+                self._finish(run, -1, f"run lost while the executor was restarting "
+                                      f"(identifier {run.identifier!r}): {reason}")
             else:
                 self._info("recovered", flow_run=run.flow_run_id, identifier=run.identifier)
 
     # ------------------------------------------------------------- send
 
     def _queue_log(self, msg: Log) -> None:
-        if self._sock is not None and self._welcomed:
+        if self._welcomed:
             self._send(msg)
             return
         if len(self._pending_logs) >= MAX_PENDING_LOGS:
@@ -675,7 +725,8 @@ class Executor:
             self._send(self._pending_logs.popleft())
 
     def _send(self, msg: Any) -> None:
-        if self._sock is None:
+        """Send a message; only HELLO goes out before WELCOME, the rest waits or is resent."""
+        if self._sock is None or (not self._welcomed and not isinstance(msg, Hello)):
             return
         try:
             data = codec.encode(msg)
@@ -683,12 +734,12 @@ class Executor:
             self._error("encode_failed", type=codec.type_name(msg.TYPE), reason=exc.reason)
             return
         if self.trace:
-            self._trace("executor -> supervisor", msg, len(data))
+            self._trace("executor -> supervisor", codec.type_name(msg.TYPE), len(data))
         try:
             self._sock.send(data, zmq.NOBLOCK)
         except zmq.Again:
             self._warn("send_dropped", type=codec.type_name(msg.TYPE),
-                       reason="socket queue full or no peer")
+                       reason="socket queue full")
 
     # ---------------------------------------------------------- signals
 
@@ -696,7 +747,7 @@ class Executor:
         old: Dict[int, Any] = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
             old[sig] = signal.signal(sig, self._on_stop_signal)
-        # A no-op handler makes each child exit write to the wake-up fd.
+        # A handler that does nothing still makes each child exit write to the wake-up fd.
         old[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         old[-1] = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         return old
@@ -727,22 +778,20 @@ class Executor:
 
     def _check_identity(self) -> None:
         try:
-            codec.encode(Hello(self.executor_id, self.type, self.capacity, "{}"))
+            codec.encode(Hello(self.executor_id, self.type, self.capacity, self._schema))
         except ProtocolError as exc:
             raise ValueError(f"invalid executor settings: {exc.reason}") from None
 
-    def _trace(self, direction: str, msg: Any, size: int) -> None:
-        flow_run = getattr(msg, "flow_run_id", None)
-        prefix = f"executor={self.executor_id}"
-        if flow_run:
-            prefix += f" flow_run={flow_run}"
-        log.info("%s trace %s %s size=%d", prefix, direction, codec.type_name(msg.TYPE), size)
+    def _trace(self, direction: str, type_name: str, size: int) -> None:
+        # Fields are left out on purpose: a JOB's config can hold secrets.
+        log.info("executor=%s trace %s %s size=%d", self.executor_id, direction, type_name, size)
 
-    def _emit(self, level: int, event: str, flow_run: Optional[str], fields: Dict[str, Any]):
-        parts = [f"executor={self.executor_id}"]
+    def _emit(self, level: int, event: str, flow_run: Optional[str],
+              fields: Dict[str, Any]) -> None:
+        parts = [f"executor={self.executor_id or self.type or '-'}"]
         if flow_run:
             parts.append(f"flow_run={flow_run}")
-        parts.append(f"event={event}")
+        parts.append(event)
         for key, value in fields.items():
             if value is not None:
                 parts.append(f"{key}={_quote(value)}")
@@ -757,17 +806,6 @@ class Executor:
     def _error(self, event: str, flow_run: Optional[str] = None, **fields: Any) -> None:
         self._emit(logging.ERROR, event, flow_run, fields)
 
-    # Until the first WELCOME these hold harmless values.
-    _welcomed = False
-    _reconnect_at: Optional[float] = None
-    _hello_deadline = 0.0
-    _last_rx = 0.0
-    _liveness = 0.0
-    _ping_interval = 1.0
-    _next_ping = 0.0
-    _next_resend = 0.0
-    _ping_seq = 0
-
 
 def _quote(value: Any) -> str:
     text = str(value)
@@ -776,22 +814,31 @@ def _quote(value: Any) -> str:
     return text
 
 
+def _cut(text: str, max_bytes: int) -> str:
+    """Return text cut to at most max_bytes of UTF-8 at a character boundary."""
+    return text.encode("utf-8", "replace")[:max_bytes].decode("utf-8", "ignore")
+
+
 def _exc_text(exc: BaseException) -> str:
     text = str(exc)
     return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
 
 
 def default_executor_id(executor_type: str) -> str:
-    """Return "<type>-<hostname>-<pid>", with characters outside [A-Za-z0-9._:-] replaced."""
+    """Return "<type>-<hostname>", with characters outside [A-Za-z0-9._:-] replaced by "_".
+
+    The id stays the same across restarts, so a restarted executor finds its
+    state directory and the supervisor gives it back its runs.
+    """
     host = "".join(c if c.isascii() and (c.isalnum() or c in "._:-") else "_"
                    for c in socket.gethostname())
-    return f"{executor_type}-{host}-{os.getpid()}"[:codec.MAX_NAME]
+    return f"{executor_type}-{host}"[:codec.MAX_NAME]
 
 
 def configure_logging(stream: Any = None) -> None:
-    """Send the SDK's log lines to stderr as "time level message"."""
+    """Send the SDK's log lines to stderr as they are: "executor=ID event key=value"."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(logging.Formatter("%(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO)
     log.propagate = False

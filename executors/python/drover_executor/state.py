@@ -1,13 +1,15 @@
 """Runs kept on disk, so a restarted executor still reports them.
 
-With --state-dir, every run the executor has not yet forgotten is a small
-JSON file named after its flow run id.  A file is written atomically
+With --state-dir, each executor id gets its own directory below it, locked
+while the executor runs, and every run the executor has not yet forgotten is
+a small JSON file there, named after its flow run id.  A file is written atomically
 (temporary file, fsync, rename) on each change and removed once the
 supervisor acknowledged the run's EXITED.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from typing import Any, Callable, Dict, Iterator
@@ -19,9 +21,24 @@ _KEYS = {"flow_run_id": str, "identifier": str, "exited": bool, "code": int, "er
 
 
 class StateDir:
+    """The run files of one executor id; raises ValueError when another process holds it."""
+
     def __init__(self, path: str):
         self.path = path
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            self._lock_fd = os.open(os.path.join(path, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise ValueError(f"cannot use state directory {path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lock_fd)
+            raise ValueError(f"state directory {path} is in use by another executor with the "
+                             f"same id; give each executor its own --id") from None
+
+    def close(self) -> None:
+        os.close(self._lock_fd)
 
     def _file(self, flow_run_id: str) -> str:
         return os.path.join(self.path, flow_run_id + ".json")
