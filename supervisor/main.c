@@ -1,0 +1,536 @@
+/*
+ * The `drover` command: `worker start` runs the supervisor; `template`,
+ * `render` and `executor` are the tools around it.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <zmq.h>
+
+#include "drover/version.h"
+#include "log.h"
+#include "render.h"
+#include "util.h"
+#include "worker.h"
+
+extern char **environ;
+
+#define DESCRIBE_MAX (DROVER_MAX_SCHEMA + 1)
+
+static void
+usage(FILE *out)
+{
+    fprintf(out,
+        "usage: drover worker start --pool NAME [options]\n"
+        "       drover template TYPE\n"
+        "       drover render --template FILE [--deployment-vars FILE] [--run-vars FILE] ...\n"
+        "       drover executor --list\n"
+        "       drover executor TYPE [executor options]\n"
+        "       drover --version\n"
+        "\n"
+        "worker start options (as prefect worker start):\n"
+        "  -p, --pool NAME             work pool to serve (required)\n"
+        "  -t, --type TYPE             infrastructure type; default: the pool's type, or process\n"
+        "  -q, --work-queue NAME       work queue to poll; repeatable; default: all queues\n"
+        "  -n, --name NAME             worker name; default: drover-HOSTNAME\n"
+        "  -l, --limit N               maximum concurrent flow runs; default: unlimited\n"
+        "      --prefetch-seconds N    poll runs scheduled up to N s ahead\n"
+        "                              (default PREFECT_WORKER_PREFETCH_SECONDS or 10)\n"
+        "      --run-once              claim one batch, wait for its runs, exit\n"
+        "      --base-job-template F   template JSON used only when the pool is created\n"
+        "      --no-create-pool-if-not-found\n"
+        "drover options:\n"
+        "      --bind ENDPOINT         also accept executors on ENDPOINT (tcp://HOST:PORT)\n"
+        "      --no-local-executor     do not start a local executor\n"
+        "      --executors N           local executor processes (default 1)\n"
+        "      --executor-program P    program of the local executor\n"
+        "      --state-dir DIR         state of local executors (default $XDG_RUNTIME_DIR/drover)\n"
+        "      --lost-grace-seconds N  wait for a silent executor before its runs crash (60)\n"
+        "      --drain-seconds N       longest drain on SIGTERM (30)\n"
+        "      --trace                 log every protocol message\n"
+        "      --debug                 log debug lines\n"
+        "environment: PREFECT_API_URL (required), PREFECT_API_KEY, PREFECT_API_AUTH_STRING,\n"
+        "  PREFECT_WORKER_HEARTBEAT_SECONDS (30), PREFECT_WORKER_QUERY_SECONDS (10),\n"
+        "  PREFECT_WORKER_PREFETCH_SECONDS (10), PREFECT_API_SSL_CERT_FILE,\n"
+        "  PREFECT_API_TLS_INSECURE_SKIP_VERIFY\n");
+}
+
+static double
+env_seconds(const char *name, double fallback)
+{
+    const char *v = getenv(name);
+    char *end;
+    double d;
+
+    if (v == NULL || *v == '\0')
+        return fallback;
+    d = strtod(v, &end);
+    if (*end != '\0' || d <= 0 || d > 86400)
+        fatalx("%s=%s is not a number of seconds between 0 and 86400; fix or unset it", name, v);
+    return d;
+}
+
+static int
+parse_int(const char *opt, const char *v, int min, int max)
+{
+    char *end;
+    long n;
+
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (errno || *end != '\0' || n < min || n > max)
+        fatalx("%s %s: expected a whole number from %d to %d", opt, v, min, max);
+    return (int)n;
+}
+
+static int
+env_true(const char *name)
+{
+    const char *v = getenv(name);
+
+    return v && (strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcasecmp(v, "yes") == 0);
+}
+
+/* ---- finding executor programs --------------------------------------- */
+
+static int
+is_executable(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
+char *
+worker_find_executor(const char *type)
+{
+    char name[128], path[PATH_MAX], self[PATH_MAX];
+    const char *env_path;
+    ssize_t n;
+
+    snprintf(name, sizeof name, "drover-executor-%s", type);
+    for (const char *t = type; *t; t++)
+        if (*t == '/')
+            return NULL;
+
+    /* Beside the running drover first, so a build tree uses its own executors. */
+    if ((n = readlink("/proc/self/exe", self, sizeof self - 1)) > 0) {
+        char *slash;
+
+        self[n] = '\0';
+        if ((slash = strrchr(self, '/')) != NULL) {
+            *slash = '\0';
+            if ((size_t)snprintf(path, sizeof path, "%s/%s", self, name) < sizeof path &&
+                is_executable(path))
+                return strdup(path);
+        }
+    }
+    snprintf(path, sizeof path, "%s/%s", DROVER_LIBEXECDIR, name);
+    if (is_executable(path))
+        return strdup(path);
+    if ((env_path = getenv("PATH")) != NULL) {
+        char *copy = strdup(env_path), *save = NULL;
+
+        for (char *dir = copy ? strtok_r(copy, ":", &save) : NULL; dir; dir = strtok_r(NULL, ":", &save)) {
+            snprintf(path, sizeof path, "%s/%s", *dir ? dir : ".", name);
+            if (is_executable(path)) {
+                free(copy);
+                return strdup(path);
+            }
+        }
+        free(copy);
+    }
+    return NULL;
+}
+
+/* Runs PROGRAM --describe and returns its schema JSON, or NULL with err. */
+static json_t *
+describe_program(const char *program, char *err, size_t errlen)
+{
+    const char *argv[] = { program, "--describe", NULL };
+    posix_spawn_file_actions_t fa;
+    char *buf = NULL;
+    size_t len = 0;
+    int fds[2];
+    pid_t pid;
+    int status;
+    json_t *schema = NULL;
+    json_error_t jerr;
+
+    if (pipe(fds) == -1) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        return NULL;
+    }
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+    posix_spawn_file_actions_addclose(&fa, fds[0]);
+    if (posix_spawn(&pid, program, &fa, NULL, (char *const *)argv, environ) != 0) {
+        snprintf(err, errlen, "cannot run %s: %s", program, strerror(errno));
+        posix_spawn_file_actions_destroy(&fa);
+        close(fds[0]);
+        close(fds[1]);
+        return NULL;
+    }
+    posix_spawn_file_actions_destroy(&fa);
+    close(fds[1]);
+    if ((buf = malloc(DESCRIBE_MAX)) != NULL) {
+        ssize_t n;
+
+        while (len < DESCRIBE_MAX - 1 && (n = read(fds[0], buf + len, DESCRIBE_MAX - 1 - len)) > 0)
+            len += (size_t)n;
+        buf[len] = '\0';
+    }
+    close(fds[0]);
+    waitpid(pid, &status, 0);
+    if (buf == NULL || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        snprintf(err, errlen, "%s --describe failed", program);
+        free(buf);
+        return NULL;
+    }
+    schema = json_loadb(buf, len, 0, &jerr);
+    if (schema == NULL)
+        snprintf(err, errlen, "%s --describe printed invalid JSON: line %d: %s", program,
+                 jerr.line, jerr.text);
+    free(buf);
+    return schema;
+}
+
+/* Prints each installed executor type once, the first found in search order. */
+int
+executor_list(void)
+{
+    char self[PATH_MAX], dirs[3][PATH_MAX];
+    const char *env_path = getenv("PATH");
+    json_t *seen = json_object();
+    int ndirs = 0, found = 0;
+    ssize_t n;
+
+    if ((n = readlink("/proc/self/exe", self, sizeof self - 1)) > 0) {
+        char *slash;
+
+        self[n] = '\0';
+        if ((slash = strrchr(self, '/')) != NULL) {
+            *slash = '\0';
+            util_strlcpy(dirs[ndirs++], self, PATH_MAX);
+        }
+    }
+    util_strlcpy(dirs[ndirs++], DROVER_LIBEXECDIR, PATH_MAX);
+    util_strlcpy(dirs[ndirs++], env_path ? env_path : "", PATH_MAX);
+
+    printf("%-16s %-48s %s\n", "TYPE", "DESCRIPTION", "DOCUMENTATION");
+    for (int d = 0; d < ndirs; d++) {
+        char *save = NULL;
+
+        for (char *dir = strtok_r(dirs[d], ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+            DIR *dp = opendir(dir);
+            struct dirent *de;
+
+            while (dp && (de = readdir(dp)) != NULL) {
+                const char *type = de->d_name + strlen("drover-executor-");
+                char path[PATH_MAX], err[512];
+                json_t *schema;
+
+                if (strncmp(de->d_name, "drover-executor-", 16) != 0 || *type == '\0' ||
+                    json_object_get(seen, type))
+                    continue;
+                if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= sizeof path ||
+                    !is_executable(path))
+                    continue;
+                json_object_set_new(seen, type, json_true());
+                if ((schema = describe_program(path, err, sizeof err)) == NULL) {
+                    printf("%-16s %-48s %s\n", type, "(no description: --describe failed)", "");
+                    continue;
+                }
+                printf("%-16s %-48.48s %s\n", type,
+                       json_string_value(json_object_get(schema, "description")) ?
+                       json_string_value(json_object_get(schema, "description")) : "",
+                       json_string_value(json_object_get(schema, "documentation_url")) ?
+                       json_string_value(json_object_get(schema, "documentation_url")) : "");
+                printf("%-16s %s\n", "", path);
+                json_decref(schema);
+                found++;
+            }
+            if (dp)
+                closedir(dp);
+        }
+    }
+    json_decref(seen);
+    if (found == 0)
+        fprintf(stderr, "drover: no executor programs (drover-executor-TYPE) found beside drover, in %s or on PATH\n",
+                DROVER_LIBEXECDIR);
+    return found ? 0 : 1;
+}
+
+/* ---- drover template / executor ---------------------------------------- */
+
+static int
+cmd_template(int argc, char **argv)
+{
+    char err[1024];
+    char *program;
+    json_t *schema, *template;
+
+    if (argc != 2 || argv[1][0] == '-') {
+        fprintf(stderr, "usage: drover template TYPE\n");
+        return 2;
+    }
+    if ((program = worker_find_executor(argv[1])) == NULL) {
+        fprintf(stderr, "drover: no executor program for type '%s' (drover-executor-%s); see 'drover executor --list'\n",
+                argv[1], argv[1]);
+        return 1;
+    }
+    schema = describe_program(program, err, sizeof err);
+    free(program);
+    if (schema == NULL) {
+        fprintf(stderr, "drover: %s\n", err);
+        return 1;
+    }
+    template = render_default_template(schema, err, sizeof err);
+    json_decref(schema);
+    if (template == NULL) {
+        fprintf(stderr, "drover: executor type '%s' declares an invalid schema: %s\n", argv[1], err);
+        return 1;
+    }
+    json_dumpf(template, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    fputc('\n', stdout);
+    json_decref(template);
+    return 0;
+}
+
+static int
+cmd_executor(int argc, char **argv)
+{
+    char *program;
+
+    if (argc >= 2 && strcmp(argv[1], "--list") == 0)
+        return executor_list();
+    if (argc < 2 || argv[1][0] == '-') {
+        fprintf(stderr, "usage: drover executor --list | drover executor TYPE [options]\n");
+        return 2;
+    }
+    if ((program = worker_find_executor(argv[1])) == NULL) {
+        fprintf(stderr, "drover: no executor program for type '%s' (drover-executor-%s); see 'drover executor --list'\n",
+                argv[1], argv[1]);
+        return 1;
+    }
+    argv[1] = program;
+    execv(program, argv + 1);
+    fprintf(stderr, "drover: cannot run %s: %s\n", program, strerror(errno));
+    return 1;
+}
+
+/* ---- drover worker start ---------------------------------------------- */
+
+static json_t *
+settings_env(void)
+{
+    json_t *env = json_object();
+
+    /* Prefect settings the worker runs with reach the flow runs, as with Prefect's workers. */
+    for (char **e = environ; env && *e; e++) {
+        const char *eq = strchr(*e, '=');
+        char key[256];
+
+        if (eq == NULL || strncmp(*e, "PREFECT_", 8) != 0 || strncmp(*e, "PREFECT__", 9) == 0)
+            continue;
+        if ((size_t)(eq - *e) >= sizeof key)
+            continue;
+        memcpy(key, *e, (size_t)(eq - *e));
+        key[eq - *e] = '\0';
+        json_object_set_new(env, key, json_string(eq + 1));
+    }
+    return env;
+}
+
+static int
+cmd_worker_start(int argc, char **argv)
+{
+    enum { O_PREFETCH = 256, O_RUN_ONCE, O_BIND, O_NO_LOCAL, O_EXECUTORS, O_PROGRAM, O_STATE,
+           O_TRACE, O_DEBUG, O_TEMPLATE, O_NO_CREATE, O_LOST, O_DRAIN, O_HEALTH, O_INSTALL };
+    static const struct option opts[] = {
+        { "pool", required_argument, NULL, 'p' },
+        { "type", required_argument, NULL, 't' },
+        { "work-queue", required_argument, NULL, 'q' },
+        { "name", required_argument, NULL, 'n' },
+        { "limit", required_argument, NULL, 'l' },
+        { "prefetch-seconds", required_argument, NULL, O_PREFETCH },
+        { "run-once", no_argument, NULL, O_RUN_ONCE },
+        { "bind", required_argument, NULL, O_BIND },
+        { "no-local-executor", no_argument, NULL, O_NO_LOCAL },
+        { "executors", required_argument, NULL, O_EXECUTORS },
+        { "executor-program", required_argument, NULL, O_PROGRAM },
+        { "state-dir", required_argument, NULL, O_STATE },
+        { "trace", no_argument, NULL, O_TRACE },
+        { "debug", no_argument, NULL, O_DEBUG },
+        { "base-job-template", required_argument, NULL, O_TEMPLATE },
+        { "no-create-pool-if-not-found", no_argument, NULL, O_NO_CREATE },
+        { "lost-grace-seconds", required_argument, NULL, O_LOST },
+        { "drain-seconds", required_argument, NULL, O_DRAIN },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    static struct worker w;
+    struct http_options ho = {0};
+    char host[256], err[512], agent[64];
+    int c, rc;
+
+    memset(&w, 0, sizeof w);
+    w.cfg.heartbeat_s = env_seconds("PREFECT_WORKER_HEARTBEAT_SECONDS", 30);
+    w.cfg.query_s = env_seconds("PREFECT_WORKER_QUERY_SECONDS", 10);
+    w.cfg.prefetch_s = (int)env_seconds("PREFECT_WORKER_PREFETCH_SECONDS", 10);
+    w.cfg.local_executors = 1;
+    w.cfg.create_pool = 1;
+    w.cfg.ping_interval_ms = 2000;
+    w.cfg.liveness_ms = 10000;
+    w.cfg.lost_grace_ms = 60000;
+    w.cfg.drain_s = 30;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "p:t:q:n:l:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'p': w.cfg.pool = optarg; break;
+        case 't': w.cfg.type = optarg; break;
+        case 'q':
+            if (w.cfg.nqueues == WORKER_MAX_QUEUES)
+                fatalx("--work-queue: at most %d queues", WORKER_MAX_QUEUES);
+            w.cfg.queues[w.cfg.nqueues++] = optarg;
+            break;
+        case 'n': w.cfg.name = optarg; break;
+        case 'l': w.cfg.limit = parse_int("--limit", optarg, 1, 1000000); break;
+        case O_PREFETCH: w.cfg.prefetch_s = parse_int("--prefetch-seconds", optarg, 0, 86400); break;
+        case O_RUN_ONCE: w.cfg.run_once = 1; break;
+        case O_BIND:
+            if (w.cfg.nbinds == WORKER_MAX_BINDS)
+                fatalx("--bind: at most %d endpoints", WORKER_MAX_BINDS);
+            w.cfg.binds[w.cfg.nbinds++] = optarg;
+            break;
+        case O_NO_LOCAL: w.cfg.local_executors = 0; break;
+        case O_EXECUTORS: w.cfg.local_executors = parse_int("--executors", optarg, 0, WORKER_MAX_LOCAL); break;
+        case O_PROGRAM: w.cfg.executor_program = optarg; break;
+        case O_STATE: w.cfg.state_dir = optarg; break;
+        case O_TRACE: w.cfg.trace = 1; log_set_trace(1); break;
+        case O_DEBUG: log_set_level(LOG_DEBUG); break;
+        case O_TEMPLATE: w.cfg.base_job_template_file = optarg; break;
+        case O_NO_CREATE: w.cfg.create_pool = 0; break;
+        case O_LOST: w.cfg.lost_grace_ms = parse_int("--lost-grace-seconds", optarg, 0, 86400) * 1000; break;
+        case O_DRAIN: w.cfg.drain_s = parse_int("--drain-seconds", optarg, 0, 86400); break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "drover: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (w.cfg.pool == NULL || *w.cfg.pool == '\0')
+        fatalx("--pool is required: name the work pool this worker serves");
+    if (strpbrk(w.cfg.pool, "/%&><") != NULL)
+        fatalx("work pool name '%s' contains one of / %% & > <, which Prefect does not allow", w.cfg.pool);
+    if ((w.cfg.api_url = getenv("PREFECT_API_URL")) == NULL || *w.cfg.api_url == '\0')
+        fatalx("PREFECT_API_URL is not set; set it to the Prefect API, e.g. http://127.0.0.1:4200/api");
+    if (strncmp(w.cfg.api_url, "http://", 7) != 0 && strncmp(w.cfg.api_url, "https://", 8) != 0)
+        fatalx("PREFECT_API_URL=%s is not an http:// or https:// URL", w.cfg.api_url);
+    if (w.cfg.base_job_template_file && access(w.cfg.base_job_template_file, R_OK) == -1)
+        fatalx("--base-job-template %s: %s", w.cfg.base_job_template_file, strerror(errno));
+    if (w.cfg.type) {
+        if (strlen(w.cfg.type) > DROVER_MAX_TYPE)
+            fatalx("--type %s: longer than %u characters", w.cfg.type, DROVER_MAX_TYPE);
+        util_strlcpy(w.type, w.cfg.type, sizeof w.type);
+    }
+
+    if (gethostname(host, sizeof host) == -1)
+        strcpy(host, "localhost");
+    host[sizeof host - 1] = '\0';
+    if (w.cfg.name)
+        util_strlcpy(w.name, w.cfg.name, sizeof w.name);
+    else
+        snprintf(w.name, sizeof w.name, "drover-%.100s", host);
+    if (strpbrk(w.name, "/%") != NULL)
+        fatalx("worker name '%s' contains / or %%, which Prefect does not allow", w.name);
+    w.settings_env = settings_env();
+
+    /* HTTP */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        fatalx("curl_global_init failed");
+    snprintf(agent, sizeof agent, "drover/%s", DROVER_VERSION);
+    ho.base_url = w.cfg.api_url;
+    ho.api_key = getenv("PREFECT_API_KEY");
+    ho.auth_string = getenv("PREFECT_API_AUTH_STRING");
+    ho.ca_file = getenv("PREFECT_API_SSL_CERT_FILE");
+    ho.insecure = env_true("PREFECT_API_TLS_INSECURE_SKIP_VERIFY");
+    ho.timeout_ms = (long)(env_seconds("PREFECT_API_REQUEST_TIMEOUT", 60) * 1000);
+    ho.user_agent = agent;
+    if ((w.http = http_new(&ho, err, sizeof err)) == NULL)
+        fatalx("%s", err);
+    if (ho.insecure)
+        log_warn("event=tls_verification_off reason=\"PREFECT_API_TLS_INSECURE_SKIP_VERIFY is set\"");
+
+    /* ZeroMQ */
+    if (peers_open(&w, err, sizeof err) == -1)
+        fatalx("%s", err);
+
+    log_info("event=starting version=%s pool=%s api=%s endpoint=%s heartbeat_s=%.0f query_s=%.0f prefetch_s=%d",
+             DROVER_VERSION, w.cfg.pool, w.cfg.api_url, w.endpoint, w.cfg.heartbeat_s,
+             w.cfg.query_s, w.cfg.prefetch_s);
+    rc = worker_run(&w);
+
+    peers_close(&w);
+    runs_free_all(&w);
+    peers_free_all(&w);
+    http_free(&w.http);
+    json_decref(w.pool);
+    json_decref(w.local_schema);
+    json_decref(w.settings_env);
+    json_decref(w.log_batch);
+    free(w.executor_program);
+    curl_global_cleanup();
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        int major, minor, patch;
+
+        zmq_version(&major, &minor, &patch);
+        printf("drover %s (libzmq %d.%d.%d, %s, jansson %s)\n", DROVER_VERSION, major, minor,
+               patch, curl_version(), JANSSON_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "worker") == 0) {
+        if (argc < 3 || strcmp(argv[2], "start") != 0) {
+            fprintf(stderr, "usage: drover worker start --pool NAME [options]\n");
+            return 2;
+        }
+        return cmd_worker_start(argc - 2, argv + 2);
+    }
+    if (strcmp(argv[1], "template") == 0)
+        return cmd_template(argc - 1, argv + 1);
+    if (strcmp(argv[1], "render") == 0)
+        return render_cli_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "executor") == 0)
+        return cmd_executor(argc - 1, argv + 1);
+    fprintf(stderr, "drover: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,439 @@
+/*
+ * Executors connected to the supervisor's ROUTER socket: their sessions
+ * (HELLO, WELCOME or REJECT), liveness, and the dispatch of every message
+ * they send to the run table.  Input from an executor is never trusted: a
+ * malformed or unexpected message is logged, counted and dropped.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "log.h"
+#include "render.h"
+#include "util.h"
+#include "worker.h"
+
+#define PEERS_RECV_BATCH 256   /* messages per loop pass, so timers still run under load */
+
+static const char *
+peer_name(const struct peer *p)
+{
+    return p && p->executor_id ? p->executor_id : "unknown";
+}
+
+struct peer *
+peers_find_id(struct worker *w, const char *executor_id)
+{
+    for (struct peer *p = w->peers; p; p = p->next)
+        if (p->executor_id && strcmp(p->executor_id, executor_id) == 0)
+            return p;
+    return NULL;
+}
+
+static struct peer *
+peers_find_rid(struct worker *w, const unsigned char *rid, size_t len)
+{
+    for (struct peer *p = w->peers; p; p = p->next)
+        if (p->state == PEER_LIVE && p->rid_len == len && memcmp(p->rid, rid, len) == 0)
+            return p;
+    return NULL;
+}
+
+static int
+peers_send_raw(struct worker *w, const unsigned char *rid, size_t rid_len,
+               const struct drover_msg *m, const char *to)
+{
+    char err[256];
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = -1;
+
+    if (drover_msg_encode(m, &buf, &len, err, sizeof err) == -1) {
+        log_error("executor=%s event=encode_failed type=%s reason=\"%s\"", to,
+                  drover_msg_type_name(m->type), err);
+        return -1;
+    }
+    if (zmq_send(w->router, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == (int)rid_len &&
+        zmq_send(w->router, buf, len, ZMQ_DONTWAIT) == (int)len)
+        rc = 0;
+    if (rc == 0 && log_trace_enabled())
+        log_info("trace supervisor -> %s %s %zu", to, drover_msg_type_name(m->type), len);
+    if (rc == -1)
+        log_warn("executor=%s event=send_failed type=%s error=\"%s\"", to,
+                 drover_msg_type_name(m->type), zmq_strerror(zmq_errno()));
+    free(buf);
+    return rc;
+}
+
+int
+peers_send(struct worker *w, struct peer *p, const struct drover_msg *m)
+{
+    if (p->state != PEER_LIVE)
+        return -1;
+    return peers_send_raw(w, p->rid, p->rid_len, m, p->executor_id);
+}
+
+static void
+peers_reject(struct worker *w, const unsigned char *rid, size_t rid_len, const char *who,
+             const char *reason)
+{
+    struct drover_msg m = {0};
+
+    log_warn("executor=%s event=rejected reason=\"%s\"", who, reason);
+    m.type = DROVER_MSG_REJECT;
+    m.u.reject.reason = (char *)reason;
+    peers_send_raw(w, rid, rid_len, &m, who);
+}
+
+/* Checks a HELLO; returns the parsed schema, or NULL with a reason. */
+static json_t *
+peers_check_hello(struct worker *w, const struct drover_hello *h, char *reason, size_t len)
+{
+    json_error_t jerr;
+    json_t *schema;
+    char err[512];
+
+    if (strcmp(h->type, w->type) != 0) {
+        snprintf(reason, len, "this supervisor serves work pool '%s' of type '%s', not '%s'; connect the executor to a supervisor of its type",
+                 w->cfg.pool, w->type, h->type);
+        return NULL;
+    }
+    if ((schema = json_loads(h->schema, 0, &jerr)) == NULL) {
+        snprintf(reason, len, "invalid schema JSON at line %d: %s", jerr.line, jerr.text);
+        return NULL;
+    }
+    if (render_check_schema(schema, err, sizeof err) == -1) {
+        snprintf(reason, len, "invalid schema: %s", err);
+        json_decref(schema);
+        return NULL;
+    }
+    return schema;
+}
+
+static void
+peers_on_hello(struct worker *w, const unsigned char *rid, size_t rid_len, struct drover_hello *h)
+{
+    struct drover_msg m = {0};
+    char reason[768];
+    struct peer *p;
+    json_t *schema;
+
+    if ((schema = peers_check_hello(w, h, reason, sizeof reason)) == NULL) {
+        peers_reject(w, rid, rid_len, h->executor_id, reason);
+        return;
+    }
+    if ((p = peers_find_id(w, h->executor_id)) == NULL) {
+        if (w->npeers >= WORKER_MAX_PEERS) {
+            json_decref(schema);
+            peers_reject(w, rid, rid_len, h->executor_id, "too many executors connected to this supervisor");
+            return;
+        }
+        if ((p = calloc(1, sizeof *p)) == NULL || (p->executor_id = strdup(h->executor_id)) == NULL) {
+            free(p);
+            json_decref(schema);
+            return;
+        }
+        p->next = w->peers;
+        w->peers = p;
+        w->npeers++;
+    } else if (p->state == PEER_LIVE && (p->rid_len != rid_len || memcmp(p->rid, rid, rid_len) != 0)) {
+        log_warn("executor=%s event=session_replaced reason=\"a new HELLO with the same executor id\"",
+                 p->executor_id);
+    }
+    memcpy(p->rid, rid, rid_len);
+    p->rid_len = rid_len;
+    free(p->type);
+    free(p->hostname);
+    p->type = strdup(h->type);
+    p->hostname = strdup(h->hostname ? h->hostname : "");
+    p->capacity = h->capacity;
+    json_decref(p->schema);
+    p->schema = schema;
+    p->state = PEER_LIVE;
+    p->last_seen_ms = util_now_ms();
+    p->assigned = 0;
+    for (struct run *r = w->runs; r; r = r->next)
+        if (r->executor_id && strcmp(r->executor_id, p->executor_id) == 0 &&
+            (r->state == RUN_DISPATCHED || r->state == RUN_STARTED))
+            p->assigned++;
+    if (w->local_schema == NULL)
+        w->local_schema = json_incref(schema);
+
+    log_info("executor=%s event=connected type=%s capacity=%u host=%s software=\"%s\" inventory=%zu",
+             p->executor_id, p->type, p->capacity, p->hostname, h->software ? h->software : "",
+             h->inventory_len);
+
+    m.type = DROVER_MSG_WELCOME;
+    m.u.welcome.supervisor_id = w->name;
+    m.u.welcome.ping_interval_ms = (uint32_t)w->cfg.ping_interval_ms;
+    m.u.welcome.liveness_ms = (uint32_t)w->cfg.liveness_ms;
+    if (peers_send(w, p, &m) == -1)
+        return;
+
+    for (size_t i = 0; i < h->inventory_len; i++)
+        runs_adopt(w, p, &h->inventory[i]);
+    runs_peer_back(w, p);
+}
+
+static void
+peers_handle(struct worker *w, const unsigned char *rid, size_t rid_len, const void *data, size_t len)
+{
+    struct drover_msg m = {0};
+    struct peer *p = peers_find_rid(w, rid, rid_len);
+    char err[512];
+    int version = 0;
+    int rc;
+
+    rc = drover_msg_decode(data, len, &m, &version, err, sizeof err);
+    if (rc == DROVER_DECODE_VERSION) {
+        char reason[256];
+
+        snprintf(reason, sizeof reason,
+                 "protocol version %d is not supported; this supervisor speaks version %d",
+                 version, DROVER_PROTOCOL_VERSION);
+        if (m.type == DROVER_MSG_HELLO || p == NULL)
+            peers_reject(w, rid, rid_len, peer_name(p), reason);
+        w->dropped_messages++;
+        drover_msg_clear(&m);
+        return;
+    }
+    if (rc != DROVER_DECODE_OK) {
+        w->dropped_messages++;
+        log_warn("executor=%s event=message_dropped size=%zu reason=\"%s\" dropped_total=%llu",
+                 peer_name(p), len, err, (unsigned long long)w->dropped_messages);
+        drover_msg_clear(&m);
+        return;
+    }
+    if (log_trace_enabled())
+        log_info("trace %s -> supervisor %s %zu", peer_name(p), drover_msg_type_name(m.type), len);
+
+    if (m.type == DROVER_MSG_HELLO) {
+        peers_on_hello(w, rid, rid_len, &m.u.hello);
+        drover_msg_clear(&m);
+        return;
+    }
+    if (p == NULL) {
+        /* No session: the executor pings into the void, times out and says HELLO again. */
+        w->dropped_messages++;
+        log_debug("event=message_without_session type=%s", drover_msg_type_name(m.type));
+        drover_msg_clear(&m);
+        return;
+    }
+    p->last_seen_ms = util_now_ms();
+
+    switch (m.type) {
+    case DROVER_MSG_PING: {
+        struct drover_msg pong = {0};
+
+        p->pings++;
+        pong.type = DROVER_MSG_PONG;
+        pong.u.ping.seq = m.u.ping.seq;
+        pong.u.ping.running = p->assigned;
+        peers_send(w, p, &pong);
+        break;
+    }
+    case DROVER_MSG_STARTED:
+        runs_on_started(w, p, &m.u.started);
+        break;
+    case DROVER_MSG_EXITED:
+        runs_on_exited(w, p, &m.u.exited);
+        break;
+    case DROVER_MSG_LOG:
+        runs_on_log(w, p, &m.u.log);
+        break;
+    case DROVER_MSG_GOODBYE:
+        log_info("executor=%s event=goodbye reason=\"%s\"", p->executor_id,
+                 m.u.goodbye.reason ? m.u.goodbye.reason : "");
+        p->state = PEER_GONE;
+        break;
+    default:
+        w->dropped_messages++;
+        log_warn("executor=%s event=message_dropped type=%s reason=\"not a message an executor sends\"",
+                 p->executor_id, drover_msg_type_name(m.type));
+        break;
+    }
+    drover_msg_clear(&m);
+}
+
+void
+peers_recv(struct worker *w)
+{
+    for (int i = 0; i < PEERS_RECV_BATCH; i++) {
+        zmq_msg_t rid, body;
+        int more;
+        size_t more_len = sizeof more;
+
+        zmq_msg_init(&rid);
+        if (zmq_msg_recv(&rid, w->router, ZMQ_DONTWAIT) == -1) {
+            zmq_msg_close(&rid);
+            return;
+        }
+        zmq_msg_init(&body);
+        if (!zmq_msg_more(&rid) || zmq_msg_recv(&body, w->router, ZMQ_DONTWAIT) == -1) {
+            w->dropped_messages++;
+            zmq_msg_close(&rid);
+            zmq_msg_close(&body);
+            continue;
+        }
+        zmq_getsockopt(w->router, ZMQ_RCVMORE, &more, &more_len);
+        if (more) {
+            /* Discard the rest of a message with extra frames. */
+            do {
+                zmq_msg_t extra;
+
+                zmq_msg_init(&extra);
+                zmq_msg_recv(&extra, w->router, 0);
+                more = zmq_msg_more(&extra);
+                zmq_msg_close(&extra);
+            } while (more);
+            w->dropped_messages++;
+            log_warn("event=message_dropped reason=\"more than one body frame\"");
+        } else if (zmq_msg_size(&rid) <= sizeof ((struct peer *)0)->rid) {
+            peers_handle(w, zmq_msg_data(&rid), zmq_msg_size(&rid), zmq_msg_data(&body),
+                         zmq_msg_size(&body));
+        }
+        zmq_msg_close(&rid);
+        zmq_msg_close(&body);
+    }
+}
+
+struct peer *
+peers_pick(struct worker *w)
+{
+    struct peer *best = NULL;
+
+    for (struct peer *p = w->peers; p; p = p->next) {
+        if (p->state != PEER_LIVE || p->assigned >= p->capacity || strcmp(p->type, w->type) != 0)
+            continue;
+        /* Least loaded by share of capacity. */
+        if (best == NULL || (uint64_t)p->assigned * best->capacity < (uint64_t)best->assigned * p->capacity)
+            best = p;
+    }
+    return best;
+}
+
+void
+peers_expire(struct worker *w, int64_t now)
+{
+    for (struct peer *p = w->peers; p; p = p->next) {
+        if (p->state == PEER_LIVE && now - p->last_seen_ms > w->cfg.liveness_ms) {
+            p->state = PEER_GONE;
+            log_warn("executor=%s event=expired silent_ms=%lld next=\"its runs crash unless it returns within %d s\"",
+                     p->executor_id, (long long)(now - p->last_seen_ms), w->cfg.lost_grace_ms / 1000);
+        }
+    }
+}
+
+long
+peers_timeout_ms(struct worker *w, int64_t now)
+{
+    long best = -1;
+
+    for (struct peer *p = w->peers; p; p = p->next) {
+        long left;
+
+        if (p->state != PEER_LIVE)
+            continue;
+        left = (long)(p->last_seen_ms + w->cfg.liveness_ms - now);
+        if (left < 0)
+            left = 0;
+        if (best == -1 || left < best)
+            best = left;
+    }
+    return best;
+}
+
+void
+peers_free_all(struct worker *w)
+{
+    while (w->peers) {
+        struct peer *p = w->peers;
+
+        w->peers = p->next;
+        free(p->executor_id);
+        free(p->type);
+        free(p->hostname);
+        json_decref(p->schema);
+        free(p);
+    }
+    w->npeers = 0;
+}
+
+/* Only loopback TCP may go without CURVE. */
+static int
+peers_loopback(const char *endpoint)
+{
+    return strncmp(endpoint, "tcp://127.", 10) == 0 || strncmp(endpoint, "tcp://localhost:", 16) == 0 ||
+           strncmp(endpoint, "tcp://[::1]:", 12) == 0;
+}
+
+int
+peers_open(struct worker *w, char *err, size_t errlen)
+{
+    int maxsize = (int)DROVER_MAX_FRAME + 1024;
+    int64_t maxmsg = (int64_t)DROVER_MAX_FRAME + 1024;
+    int linger = 1000, mandatory = 1, hwm = 100000;
+    char dir[] = "/tmp/drover-XXXXXX";
+
+    (void)maxsize;
+    if ((w->zctx = zmq_ctx_new()) == NULL ||
+        (w->router = zmq_socket(w->zctx, ZMQ_ROUTER)) == NULL) {
+        snprintf(err, errlen, "cannot create the ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    /* Frames above the protocol's cap close the sender's connection. */
+    zmq_setsockopt(w->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(w->router, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(w->router, ZMQ_ROUTER_MANDATORY, &mandatory, sizeof mandatory);
+    zmq_setsockopt(w->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(w->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
+
+    if (mkdtemp(dir) == NULL) {
+        snprintf(err, errlen, "cannot create a private directory for the executor socket: %s",
+                 strerror(errno));
+        return -1;
+    }
+    util_strlcpy(w->runtime_dir, dir, sizeof w->runtime_dir);
+    snprintf(w->endpoint, sizeof w->endpoint, "ipc://%s/executors.sock", dir);
+    if (zmq_bind(w->router, w->endpoint) == -1) {
+        snprintf(err, errlen, "cannot bind %s: %s", w->endpoint, zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    for (int i = 0; i < w->cfg.nbinds; i++) {
+        const char *ep = w->cfg.binds[i];
+
+        if (strncmp(ep, "tcp://", 6) == 0 && !peers_loopback(ep)) {
+            /* TODO: CURVE with a public-key allow-list for executors on other hosts. */
+            snprintf(err, errlen, "--bind %s: only loopback TCP endpoints are accepted until CURVE keys are configured; use tcp://127.0.0.1:PORT",
+                     ep);
+            return -1;
+        }
+        if (zmq_bind(w->router, ep) == -1) {
+            snprintf(err, errlen, "cannot bind --bind %s: %s", ep, zmq_strerror(zmq_errno()));
+            return -1;
+        }
+        log_info("event=bound endpoint=%s", ep);
+    }
+    return 0;
+}
+
+void
+peers_close(struct worker *w)
+{
+    char path[600];
+
+    if (w->router)
+        zmq_close(w->router);
+    if (w->zctx)
+        zmq_ctx_term(w->zctx);
+    w->router = w->zctx = NULL;
+    if (w->runtime_dir[0]) {
+        snprintf(path, sizeof path, "%s/executors.sock", w->runtime_dir);
+        unlink(path);
+        rmdir(w->runtime_dir);
+    }
+}

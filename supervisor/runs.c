@@ -1,0 +1,1054 @@
+/*
+ * The run table and each flow run's pipeline:
+ *
+ *   offer -> CLAIMING (Pending) -> FETCHING (deployment, flow)
+ *         -> RESOLVING (render, blocks, variables, prepare)
+ *         -> SUBMITTING (labels, Submitting) -> DISPATCHED (JOB sent)
+ *         -> STARTED (infrastructure_pid) -> REPORTING (final state) -> DONE
+ *
+ * Every API reply names its run through a pointer; a run is therefore held
+ * (refs) while replies are outstanding, and released by runs_reap() at the
+ * end of a loop pass once it is DONE and unreferenced.  run_enter() is the
+ * one place where a run changes state.
+ */
+#define _GNU_SOURCE   /* asprintf */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+
+#include "log.h"
+#include "prefect.h"
+#include "render.h"
+#include "util.h"
+#include "worker.h"
+
+#define RUNS_LOG_BATCH_MAX   (1024u * 1024u)
+#define RUNS_LOG_MESSAGE_MAX (64u * 1024u)
+#define RUNS_KILL_GRACE_S    30
+
+/* One block or variable look-up of a run. */
+struct run_fetch_ctx {
+    struct run *run;
+    char       *key;
+};
+
+static const char *run_state_names[] = {
+    [RUN_CLAIMING] = "claiming",   [RUN_FETCHING] = "fetching",
+    [RUN_RESOLVING] = "resolving", [RUN_SUBMITTING] = "submitting",
+    [RUN_DISPATCHED] = "dispatched", [RUN_STARTED] = "started",
+    [RUN_REPORTING] = "reporting", [RUN_DONE] = "done",
+};
+
+static void run_resolve_blocks(struct worker *w, struct run *r);
+static void run_resolve_variables(struct worker *w, struct run *r);
+static void run_submit(struct worker *w, struct run *r);
+static void run_dispatch(struct worker *w, struct run *r);
+static void run_crash(struct worker *w, struct run *r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+struct run *
+runs_find(struct worker *w, const char *id)
+{
+    for (struct run *r = w->runs; r; r = r->next)
+        if (strcmp(r->id, id) == 0)
+            return r;
+    return NULL;
+}
+
+static void
+run_enter(struct worker *w, struct run *r, enum run_state next)
+{
+    log_debug("flow_run=%s event=state from=%s to=%s", r->id, run_state_names[r->state],
+              run_state_names[next]);
+    /* The --limit slot is given back as soon as the infrastructure is gone. */
+    if ((next == RUN_REPORTING || next == RUN_DONE) && r->holds_slot) {
+        r->holds_slot = 0;
+        w->inflight--;
+    }
+    if ((next == RUN_REPORTING || next == RUN_DONE) && r->executor_id &&
+        r->state >= RUN_DISPATCHED && r->state <= RUN_STARTED) {
+        struct peer *p = peers_find_id(w, r->executor_id);
+
+        if (p && p->assigned > 0)
+            p->assigned--;
+    }
+    r->state = next;
+}
+
+static struct run *
+run_new(struct worker *w, const char *id)
+{
+    struct run *r;
+
+    if ((r = calloc(1, sizeof *r)) == NULL)
+        return NULL;
+    util_strlcpy(r->id, id, sizeof r->id);
+    r->claimed_ms = util_now_ms();
+    r->next = w->runs;
+    w->runs = r;
+    w->nruns++;
+    return r;
+}
+
+static void
+run_free(struct run *r)
+{
+    json_decref(r->flow_run);
+    json_decref(r->deployment);
+    json_decref(r->flow);
+    json_decref(r->config);
+    json_decref(r->blocks);
+    json_decref(r->variables);
+    free(r->name);
+    free(r->error);
+    free(r->executor_id);
+    free(r->identifier);
+    free(r);
+}
+
+void
+runs_reap(struct worker *w)
+{
+    struct run **pp = &w->runs;
+
+    while (*pp) {
+        struct run *r = *pp;
+
+        if (r->state == RUN_DONE && r->refs == 0) {
+            *pp = r->next;
+            w->nruns--;
+            run_free(r);
+        } else {
+            pp = &r->next;
+        }
+    }
+}
+
+void
+runs_free_all(struct worker *w)
+{
+    while (w->runs) {
+        struct run *r = w->runs;
+
+        w->runs = r->next;
+        run_free(r);
+    }
+    w->nruns = 0;
+}
+
+/* Logs to the supervisor's stderr and queues the line for the run's logs in Prefect. */
+void
+runs_log(struct worker *w, const char *flow_run_id, int level, const char *fmt, ...)
+{
+    char message[2048];
+    char stamp[40];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    log_msg(level >= 40 ? LOG_ERROR : level >= 30 ? LOG_WARN : LOG_INFO,
+            "flow_run=%s message=\"%s\"", flow_run_id, message);
+    util_iso_time(stamp, sizeof stamp, 0);
+    runs_queue_log(w, flow_run_id, level, message, stamp);
+}
+
+void
+runs_queue_log(struct worker *w, const char *flow_run_id, int level, const char *message,
+               const char *stamp)
+{
+    size_t len = strlen(message);
+    json_t *entry;
+
+    if (w->log_batch == NULL && (w->log_batch = json_array()) == NULL)
+        return;
+    if (w->log_batch_bytes + len > RUNS_LOG_BATCH_MAX) {
+        w->dropped_logs++;
+        return;
+    }
+    entry = json_pack("{s:s, s:i, s:s%, s:s, s:s, s:n}", "name", "prefect.flow_runs.worker",
+                      "level", level, "message", message,
+                      len > RUNS_LOG_MESSAGE_MAX ? RUNS_LOG_MESSAGE_MAX : len,
+                      "timestamp", stamp, "flow_run_id", flow_run_id, "task_run_id");
+    if (entry == NULL)    /* invalid UTF-8 cut at the cap: drop the line */
+        return;
+    json_array_append_new(w->log_batch, entry);
+    w->log_batch_bytes += len + 200;
+}
+
+static void
+runs_logs_sent(struct worker *w, void *arg, long status, json_t *body, const char *error)
+{
+    size_t n = (size_t)(uintptr_t)arg;
+
+    w->log_busy = 0;
+    if (status != 201 && status != 200)
+        log_warn("event=logs_not_sent lines=%zu status=%ld error=\"%s%s\"", n, status,
+                 error ? error : "", prefect_error_detail(body));
+}
+
+void
+runs_flush_logs(struct worker *w)
+{
+    json_t *batch = w->log_batch;
+    size_t n;
+
+    if (batch == NULL || json_array_size(batch) == 0 || w->log_busy)
+        return;
+    n = json_array_size(batch);
+    w->log_batch = NULL;
+    w->log_batch_bytes = 0;
+    w->log_busy = 1;
+    if (prefect_call(w, "POST", "/logs/", batch, 5, runs_logs_sent, (void *)(uintptr_t)n) == -1)
+        w->log_busy = 0;
+}
+
+/* ---- final states -------------------------------------------------- */
+
+static void
+run_reported(struct worker *w, void *arg, long status, json_t *body, const char *error)
+{
+    struct run *r = arg;
+    const char *result = json_string_value(json_object_get(body, "status"));
+
+    r->refs--;
+    if (status == 200 || status == 201) {
+        log_info("flow_run=%s event=state_reported result=%s", r->id, result ? result : "?");
+    } else {
+        log_error("flow_run=%s event=state_report_failed status=%ld error=\"%s%s\"", r->id,
+                  status, error ? error : "", prefect_error_detail(body));
+    }
+    runs_ack_exit(w, r);
+    run_enter(w, r, RUN_DONE);
+}
+
+/* Proposes Crashed with a message; the run is done once the API answers. */
+static void
+run_crash(struct worker *w, struct run *r, const char *fmt, ...)
+{
+    char message[2048];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    runs_log(w, r->id, 40, "%s", message);
+    run_enter(w, r, RUN_REPORTING);
+    r->refs++;
+    if (prefect_set_state(w, r->id, "CRASHED", "Crashed", message, 0, HTTP_FOREVER,
+                          run_reported, r) == -1) {
+        r->refs--;
+        run_enter(w, r, RUN_DONE);
+    }
+}
+
+static void
+run_cancel(struct worker *w, struct run *r, const char *message, int force)
+{
+    runs_log(w, r->id, 20, "%s", message);
+    run_enter(w, r, RUN_REPORTING);
+    r->refs++;
+    if (prefect_set_state(w, r->id, "CANCELLED", "Cancelled", message, force, HTTP_FOREVER,
+                          run_reported, r) == -1) {
+        r->refs--;
+        run_enter(w, r, RUN_DONE);
+    }
+}
+
+/* Releases a run that was never claimed or must be left alone. */
+static void
+run_drop(struct worker *w, struct run *r)
+{
+    run_enter(w, r, RUN_DONE);
+}
+
+/* ---- claim --------------------------------------------------------- */
+
+static void run_fetch(struct worker *w, struct run *r);
+
+static void
+run_claimed(struct worker *w, void *arg, long status, json_t *body, const char *error)
+{
+    struct run *r = arg;
+    const char *result = json_string_value(json_object_get(body, "status"));
+    const char *type = json_string_value(json_object_get(json_object_get(body, "state"), "type"));
+
+    r->refs--;
+    if (status != 200 && status != 201) {
+        log_warn("flow_run=%s event=claim_failed status=%ld error=\"%s%s\" next=\"left for the next poll\"",
+                 r->id, status, error ? error : "", prefect_error_detail(body));
+        run_drop(w, r);
+        return;
+    }
+    if (result == NULL || strcmp(result, "ACCEPT") != 0 || type == NULL ||
+        strcmp(type, "PENDING") != 0) {
+        const char *reason = json_string_value(json_object_get(json_object_get(body, "details"), "reason"));
+
+        log_info("flow_run=%s event=claim_not_accepted result=%s reason=\"%s\"", r->id,
+                 result ? result : "?", reason ? reason : "");
+        run_drop(w, r);
+        return;
+    }
+    log_info("flow_run=%s event=claimed name=\"%s\"", r->id, r->name ? r->name : "");
+    if (w->stopping) {
+        /* Claimed while a drain began: it still runs, nothing is lost. */
+        log_info("flow_run=%s event=claimed_while_draining next=\"submitting anyway\"", r->id);
+    }
+    run_fetch(w, r);
+}
+
+void
+runs_offer(struct worker *w, json_t *flow_run)
+{
+    const char *id = json_string_value(json_object_get(flow_run, "id"));
+    const char *name = json_string_value(json_object_get(flow_run, "name"));
+    struct run *r;
+
+    if (id == NULL || strlen(id) != DROVER_UUID_LEN) {
+        log_warn("event=poll_bad_run reason=\"flow run without a valid id\"");
+        return;
+    }
+    if (runs_find(w, id))
+        return;
+    if (worker_free_slots(w) == 0)
+        return;
+    if ((r = run_new(w, id)) == NULL)
+        return;
+    r->flow_run = json_incref(flow_run);
+    r->name = name ? strdup(name) : NULL;
+    r->holds_slot = 1;
+    w->inflight++;
+    r->state = RUN_CLAIMING;
+    r->refs++;
+    if (prefect_set_state(w, r->id, "PENDING", "Pending", NULL, 0, 3, run_claimed, r) == -1) {
+        r->refs--;
+        run_drop(w, r);
+    }
+}
+
+/* ---- fetch deployment and flow ------------------------------------- */
+
+static void run_fetched(struct worker *w, struct run *r);
+
+static void
+run_got_deployment(struct worker *w, void *arg, long status, json_t *body, const char *error)
+{
+    struct run *r = arg;
+
+    r->refs--;
+    r->waiting--;
+    if (status == 200 && json_is_object(body)) {
+        r->deployment = json_incref(body);
+    } else if (status == 404) {
+        r->failed = 2;
+    } else if (!r->failed) {
+        r->failed = 1;
+        free(r->error);
+        r->error = NULL;
+        if (asprintf(&r->error, "cannot read the deployment: HTTP %ld %s%s", status,
+                     error ? error : "", prefect_error_detail(body)) < 0)
+            r->error = NULL;
+    }
+    if (r->waiting == 0)
+        run_fetched(w, r);
+}
+
+static void
+run_got_flow(struct worker *w, void *arg, long status, json_t *body, const char *error)
+{
+    struct run *r = arg;
+
+    r->refs--;
+    r->waiting--;
+    if (status == 200 && json_is_object(body)) {
+        r->flow = json_incref(body);
+    } else if (!r->failed) {
+        r->failed = 1;
+        free(r->error);
+        r->error = NULL;
+        if (asprintf(&r->error, "cannot read the flow: HTTP %ld %s%s", status,
+                     error ? error : "", prefect_error_detail(body)) < 0)
+            r->error = NULL;
+    }
+    if (r->waiting == 0)
+        run_fetched(w, r);
+}
+
+static void
+run_fetch(struct worker *w, struct run *r)
+{
+    const char *deployment_id = json_string_value(json_object_get(r->flow_run, "deployment_id"));
+    const char *flow_id = json_string_value(json_object_get(r->flow_run, "flow_id"));
+    char path[128];
+
+    run_enter(w, r, RUN_FETCHING);
+    r->waiting = 0;
+    r->failed = 0;
+    if (deployment_id && strlen(deployment_id) == DROVER_UUID_LEN) {
+        snprintf(path, sizeof path, "/deployments/%s", deployment_id);
+        r->waiting++;
+        r->refs++;
+        if (prefect_call(w, "GET", path, NULL, 5, run_got_deployment, r) == -1) {
+            r->waiting--;
+            r->refs--;
+            r->failed = 1;
+        }
+    }
+    if (flow_id && strlen(flow_id) == DROVER_UUID_LEN) {
+        snprintf(path, sizeof path, "/flows/%s", flow_id);
+        r->waiting++;
+        r->refs++;
+        if (prefect_call(w, "GET", path, NULL, 5, run_got_flow, r) == -1) {
+            r->waiting--;
+            r->refs--;
+            r->failed = 1;
+        }
+    }
+    if (r->waiting == 0)
+        run_fetched(w, r);
+}
+
+static void
+run_fetched(struct worker *w, struct run *r)
+{
+    const char *deployment_id = json_string_value(json_object_get(r->flow_run, "deployment_id"));
+    const json_t *template;
+    json_t *vars;
+    char err[1024];
+
+    if (r->failed == 2) {
+        char message[256];
+
+        snprintf(message, sizeof message,
+                 "Deployment %s no longer exists; the flow run was cancelled.", deployment_id);
+        run_cancel(w, r, message, 1);
+        return;
+    }
+    if (r->failed) {
+        run_crash(w, r, "Failed to submit flow run to infrastructure: %s",
+                  r->error ? r->error : "cannot read the run's deployment or flow");
+        return;
+    }
+
+    run_enter(w, r, RUN_RESOLVING);
+    template = json_object_get(w->pool, "base_job_template");
+    vars = render_merge_job_variables(json_object_get(r->deployment, "job_variables"),
+                                      json_object_get(r->flow_run, "job_variables"));
+    if (vars == NULL) {
+        run_crash(w, r, "Failed to submit flow run to infrastructure: cannot merge job variables");
+        return;
+    }
+    if (render_validate(json_object_get(template, "variables"), vars, err, sizeof err) == -1) {
+        json_decref(vars);
+        run_crash(w, r, "Failed to submit flow run to infrastructure: invalid job variables: %s", err);
+        return;
+    }
+    r->config = render_apply(template, vars, NULL, NULL, err, sizeof err);
+    json_decref(vars);
+    if (r->config == NULL) {
+        run_crash(w, r, "Failed to submit flow run to infrastructure: %s", err);
+        return;
+    }
+    run_resolve_blocks(w, r);
+}
+
+/* ---- blocks and variables ------------------------------------------ */
+
+static void
+run_got_block(struct worker *w, void *arg, long status, json_t *body, const char *error)
+{
+    struct run_fetch_ctx *c = arg;
+    struct run *r = c->run;
+
+    r->refs--;
+    r->waiting--;
+    if (status == 200 && json_is_object(body) && json_object_get(body, "data")) {
+        json_object_set(r->blocks, c->key, json_object_get(body, "data"));
+    } else if (status != 404 && !r->failed) {
+        r->failed = 1;
+        free(r->error);
+        if (asprintf(&r->error, "cannot read block document %s: HTTP %ld %s%s", c->key, status,
+                     error ? error : "", prefect_error_detail(body)) < 0)
+            r->error = NULL;
+    }
+    free(c->key);
+    free(c);
+    if (r->waiting > 0)
+        return;
+    if (r->failed) {
+        run_crash(w, r, "Failed to submit flow run to infrastructure: %s",
+                  r->error ? r->error : "cannot read a block document");
+        return;
+    }
+    {
+        char err[1024];
+
+        if (render_resolve_blocks(r->config, r->blocks, err, sizeof err) == -1) {
+            run_crash(w, r, "Failed to submit flow run to infrastructure: %s", err);
+            return;
+        }
+    }
+    run_resolve_variables(w, r);
+}
+
+static int
+run_block_path(const char *key, char *path, size_t pathlen)
+{
+    char type[256], name[256];
+    const char *slash;
+
+    if (strncmp(key, "document:", 9) == 0) {
+        snprintf(path, pathlen, "/block_documents/%s?include_secrets=true", key + 9);
+        return 0;
+    }
+    if (strncmp(key, "slug:", 5) != 0 || (slash = strchr(key + 5, '/')) == NULL)
+        return -1;
+    if ((size_t)(slash - (key + 5)) >= sizeof type || strlen(slash + 1) >= sizeof name)
+        return -1;
+    memcpy(type, key + 5, (size_t)(slash - (key + 5)));
+    type[slash - (key + 5)] = '\0';
+    strcpy(name, slash + 1);
+    {
+        char *etype = http_escape_dup(type), *ename = http_escape_dup(name);
+        int rc = -1;
+
+        if (etype && ename) {
+            snprintf(path, pathlen, "/block_types/slug/%s/block_documents/name/%s?include_secrets=true",
+                     etype, ename);
+            rc = 0;
+        }
+        free(etype);
+        free(ename);
+        return rc;
+    }
+}
+
+static void
+run_resolve_blocks(struct worker *w, struct run *r)
+{
+    json_t *keys = render_collect_blocks(r->config);
+    size_t i;
+    json_t *key;
+
+    json_decref(r->blocks);
+    r->blocks = json_object();
+    r->waiting = 0;
+    r->failed = 0;
+    json_array_foreach(keys, i, key) {
+        struct run_fetch_ctx *c = calloc(1, sizeof *c);
+        char path[1024];
+
+        if (c == NULL || run_block_path(json_string_value(key), path, sizeof path) == -1) {
+            free(c);
+            continue;
+        }
+        c->run = r;
+        c->key = strdup(json_string_value(key));
+        r->waiting++;
+        r->refs++;
+        if (prefect_call(w, "GET", path, NULL, 5, run_got_block, c) == -1) {
+            r->waiting--;
+            r->refs--;
+            free(c->key);
+            free(c);
+        }
+    }
+    json_decref(keys);
+    if (r->waiting == 0)
+        run_resolve_variables(w, r);
+}
+
+static void run_prepared(struct worker *w, struct run *r);
+
+static void
+run_got_variable(struct worker *w, void *arg, long status, json_t *body, const char *error)
+{
+    struct run_fetch_ctx *c = arg;
+    struct run *r = c->run;
+
+    r->refs--;
+    r->waiting--;
+    if (status == 200 && json_is_object(body) && json_object_get(body, "value")) {
+        json_object_set(r->variables, c->key, json_object_get(body, "value"));
+    } else if (status != 404 && !r->failed) {
+        r->failed = 1;
+        free(r->error);
+        if (asprintf(&r->error, "cannot read Prefect variable %s: HTTP %ld %s%s", c->key, status,
+                     error ? error : "", prefect_error_detail(body)) < 0)
+            r->error = NULL;
+    }
+    free(c->key);
+    free(c);
+    if (r->waiting > 0)
+        return;
+    if (r->failed) {
+        run_crash(w, r, "Failed to submit flow run to infrastructure: %s",
+                  r->error ? r->error : "cannot read a Prefect variable");
+        return;
+    }
+    run_prepared(w, r);
+}
+
+static void
+run_resolve_variables(struct worker *w, struct run *r)
+{
+    json_t *names = render_collect_variables(r->config);
+    size_t i;
+    json_t *name;
+
+    json_decref(r->variables);
+    r->variables = json_object();
+    r->waiting = 0;
+    r->failed = 0;
+    json_array_foreach(names, i, name) {
+        struct run_fetch_ctx *c = calloc(1, sizeof *c);
+        char *esc = http_escape_dup(json_string_value(name));
+        char path[1024];
+
+        if (c == NULL || esc == NULL) {
+            free(c);
+            free(esc);
+            continue;
+        }
+        snprintf(path, sizeof path, "/variables/name/%s", esc);
+        free(esc);
+        c->run = r;
+        c->key = strdup(json_string_value(name));
+        r->waiting++;
+        r->refs++;
+        if (prefect_call(w, "GET", path, NULL, 5, run_got_variable, c) == -1) {
+            r->waiting--;
+            r->refs--;
+            free(c->key);
+            free(c);
+        }
+    }
+    json_decref(names);
+    if (r->waiting == 0)
+        run_prepared(w, r);
+}
+
+static void
+run_prepared(struct worker *w, struct run *r)
+{
+    struct render_context ctx = {0};
+    char err[1024];
+
+    if (render_resolve_variables(r->config, r->variables, err, sizeof err) == -1) {
+        run_crash(w, r, "Failed to submit flow run to infrastructure: %s", err);
+        return;
+    }
+    ctx.flow_run = r->flow_run;
+    ctx.flow = r->flow;
+    ctx.deployment = r->deployment;
+    ctx.work_pool_name = w->cfg.pool;
+    ctx.work_pool_id = w->pool_id;
+    ctx.worker_name = w->name;
+    ctx.prefect_version = w->prefect_version;
+    ctx.settings_env = w->settings_env;
+    if (render_prepare(r->config, &ctx, err, sizeof err) == -1) {
+        run_crash(w, r, "Failed to submit flow run to infrastructure: %s", err);
+        return;
+    }
+    run_submit(w, r);
+}
+
+/* ---- submit and dispatch ------------------------------------------- */
+
+static void
+run_submit_step(struct worker *w, void *arg, long status, json_t *body, const char *error)
+{
+    struct run *r = arg;
+
+    r->refs--;
+    r->waiting--;
+    if (status >= 400 || status == 0)
+        log_debug("flow_run=%s event=submit_step_failed status=%ld error=\"%s%s\"", r->id,
+                  status, error ? error : "", prefect_error_detail(body));
+    if (r->waiting > 0 || r->state != RUN_SUBMITTING)
+        return;
+    run_enter(w, r, RUN_DISPATCHED);
+    run_dispatch(w, r);
+}
+
+static void
+run_submit(struct worker *w, struct run *r)
+{
+    char path[128];
+    json_t *labels;
+
+    run_enter(w, r, RUN_SUBMITTING);
+    r->waiting = 0;
+
+    /* Worker labels on the flow run; old servers without the route answer 404/405. */
+    labels = json_pack("{s:s, s:s, s:s, s:s}", "prefect.worker.name", w->name,
+                       "prefect.worker.type", w->type, "prefect.work-pool.name", w->cfg.pool,
+                       "prefect.work-pool.id", w->pool_id);
+    snprintf(path, sizeof path, "/flow_runs/%s/labels", r->id);
+    r->waiting++;
+    r->refs++;
+    if (labels == NULL || prefect_call(w, "PATCH", path, labels, 5, run_submit_step, r) == -1) {
+        r->waiting--;
+        r->refs--;
+    }
+
+    /* Servers before Prefect 3.6.22 abort this proposal; the result is ignored either way. */
+    r->waiting++;
+    r->refs++;
+    if (prefect_set_state(w, r->id, "PENDING", "Submitting", NULL, 0, 3, run_submit_step, r) == -1) {
+        r->waiting--;
+        r->refs--;
+    }
+    if (r->waiting == 0) {
+        run_enter(w, r, RUN_DISPATCHED);
+        run_dispatch(w, r);
+    }
+}
+
+/* Sends the JOB to a free executor, or leaves the run waiting for one. */
+static void
+run_dispatch(struct worker *w, struct run *r)
+{
+    struct drover_msg m = {0};
+    struct peer *p;
+    char *text;
+
+    if (r->executor_id)   /* already sent; a resend goes through runs_peer_back */
+        return;
+    if ((p = peers_pick(w)) == NULL) {
+        if (r->lost_at_ms == 0) {
+            r->lost_at_ms = util_now_ms();
+            log_warn("flow_run=%s event=no_executor type=%s next=\"waiting for a free executor\"",
+                     r->id, w->type);
+        }
+        return;
+    }
+    if ((text = json_dumps(r->config, JSON_COMPACT)) == NULL) {
+        run_crash(w, r, "Failed to submit flow run to infrastructure: cannot encode the job configuration");
+        return;
+    }
+    if (strlen(text) > DROVER_MAX_CONFIG) {
+        size_t n = strlen(text);
+
+        free(text);
+        run_crash(w, r, "Failed to submit flow run to infrastructure: the job configuration is %zu bytes, above the limit of %u bytes",
+                  n, DROVER_MAX_CONFIG);
+        return;
+    }
+    m.type = DROVER_MSG_JOB;
+    util_strlcpy(m.u.job.flow_run_id, r->id, sizeof m.u.job.flow_run_id);
+    m.u.job.config = text;
+    if (peers_send(w, p, &m) == -1) {
+        free(text);
+        return;   /* stays waiting; the next pass retries */
+    }
+    free(text);
+    r->executor_id = strdup(p->executor_id);
+    r->lost_at_ms = 0;
+    p->assigned++;
+    runs_log(w, r->id, 20, "Submitted flow run to executor %s (type %s).", p->executor_id, p->type);
+}
+
+void
+runs_dispatch_waiting(struct worker *w)
+{
+    int64_t now = util_now_ms();
+
+    for (struct run *r = w->runs; r; r = r->next) {
+        if (r->state != RUN_DISPATCHED || r->executor_id)
+            continue;
+        if (r->lost_at_ms && now - r->lost_at_ms > w->cfg.lost_grace_ms) {
+            run_crash(w, r, "Failed to submit flow run to infrastructure: no executor of type %s was available for %d s",
+                      w->type, w->cfg.lost_grace_ms / 1000);
+            continue;
+        }
+        run_dispatch(w, r);
+    }
+}
+
+/* ---- reports from executors ---------------------------------------- */
+
+static void
+run_pid_set(struct worker *w, void *arg, long status, json_t *body, const char *error)
+{
+    struct run *r = arg;
+
+    r->refs--;
+    if (status != 204 && status != 200)
+        log_warn("flow_run=%s event=infrastructure_pid_not_set status=%ld error=\"%s%s\"",
+                 r->id, status, error ? error : "", prefect_error_detail(body));
+}
+
+static void
+run_mark_started(struct worker *w, struct run *r, const char *identifier)
+{
+    char path[128];
+    json_t *body;
+
+    free(r->identifier);
+    r->identifier = strdup(identifier);
+    run_enter(w, r, RUN_STARTED);
+    json_decref(r->config);   /* no longer needed: a restart re-adopts by inventory */
+    r->config = NULL;
+    runs_log(w, r->id, 20, "Infrastructure started: %s", identifier);
+    snprintf(path, sizeof path, "/flow_runs/%s", r->id);
+    body = json_pack("{s:s}", "infrastructure_pid", identifier);
+    r->refs++;
+    if (body == NULL || prefect_call(w, "PATCH", path, body, 6, run_pid_set, r) == -1)
+        r->refs--;
+}
+
+static struct run *
+run_of_peer(struct worker *w, struct peer *p, const char *id, const char *what)
+{
+    struct run *r = runs_find(w, id);
+
+    if (r == NULL) {
+        log_warn("executor=%s flow_run=%s event=unknown_run message=%s next=\"acknowledged and ignored\"",
+                 p->executor_id, id, what);
+        return NULL;
+    }
+    if (r->executor_id == NULL || strcmp(r->executor_id, p->executor_id) != 0) {
+        log_warn("executor=%s flow_run=%s event=foreign_run message=%s owner=%s next=ignored",
+                 p->executor_id, id, what, r->executor_id ? r->executor_id : "none");
+        return (struct run *)-1;
+    }
+    return r;
+}
+
+static void
+runs_send_ack(struct worker *w, struct peer *p, const char *id, int type)
+{
+    struct drover_msg m = {0};
+
+    m.type = DROVER_MSG_ACK;
+    util_strlcpy(m.u.ack.flow_run_id, id, sizeof m.u.ack.flow_run_id);
+    m.u.ack.acked_type = type;
+    peers_send(w, p, &m);
+}
+
+void
+runs_on_started(struct worker *w, struct peer *p, const struct drover_started *m)
+{
+    struct run *r = run_of_peer(w, p, m->flow_run_id, "STARTED");
+
+    if (r == (struct run *)-1)
+        return;
+    if (r && r->state == RUN_DISPATCHED)
+        run_mark_started(w, r, m->identifier);
+    runs_send_ack(w, p, m->flow_run_id, DROVER_MSG_STARTED);
+}
+
+/* Acknowledges the EXITED of a run once its final state is recorded. */
+void
+runs_ack_exit(struct worker *w, struct run *r)
+{
+    struct peer *p;
+
+    if (!r->exit_pending || r->executor_id == NULL)
+        return;
+    r->exit_pending = 0;
+    if ((p = peers_find_id(w, r->executor_id)) != NULL && p->state == PEER_LIVE)
+        runs_send_ack(w, p, r->id, DROVER_MSG_EXITED);
+}
+
+static void
+run_exited(struct worker *w, struct run *r, int64_t code, const char *error)
+{
+    r->exit_code = code;
+    r->exit_pending = 1;
+    if (error && *error) {
+        run_crash(w, r, "Failed to submit flow run to infrastructure: %s", error);
+        return;
+    }
+    if (r->cancelling) {
+        run_cancel(w, r, "Flow run was cancelled; its infrastructure was stopped.", 0);
+        return;
+    }
+    if (code != 0) {
+        runs_log(w, r->id, 20, "Infrastructure %s exited with status %lld.",
+                 r->identifier ? r->identifier : "", (long long)code);
+        run_crash(w, r, "Flow run infrastructure exited with non-zero status code %lld. %s",
+                  (long long)code, prefect_exit_explanation(code));
+        return;
+    }
+    runs_log(w, r->id, 20, "Infrastructure %s exited with status 0.",
+             r->identifier ? r->identifier : "");
+    run_enter(w, r, RUN_DONE);
+    runs_ack_exit(w, r);
+}
+
+void
+runs_on_exited(struct worker *w, struct peer *p, const struct drover_exited *m)
+{
+    struct run *r = run_of_peer(w, p, m->flow_run_id, "EXITED");
+
+    if (r == (struct run *)-1)
+        return;
+    if (r == NULL) {
+        runs_send_ack(w, p, m->flow_run_id, DROVER_MSG_EXITED);
+        return;
+    }
+    if (r->state == RUN_DISPATCHED || r->state == RUN_STARTED) {
+        if (r->state == RUN_DISPATCHED && (m->error == NULL || *m->error == '\0'))
+            log_info("flow_run=%s executor=%s event=exited_before_started", r->id, p->executor_id);
+        run_exited(w, r, m->code, m->error);
+    }
+    /* Duplicates while REPORTING wait for the report; after DONE the run is gone. */
+}
+
+void
+runs_on_log(struct worker *w, struct peer *p, const struct drover_log *m)
+{
+    struct run *r = runs_find(w, m->flow_run_id);
+    char stamp[40];
+
+    if (r == NULL || r->executor_id == NULL || strcmp(r->executor_id, p->executor_id) != 0)
+        return;
+    util_iso_time(stamp, sizeof stamp, 0);
+    runs_queue_log(w, r->id, m->stream == DROVER_STREAM_STDERR ? 20 : 20, m->line, stamp);
+}
+
+/* ---- executors coming and going ------------------------------------ */
+
+void
+runs_adopt(struct worker *w, struct peer *p, const struct drover_run_entry *e)
+{
+    struct run *r = runs_find(w, e->flow_run_id);
+
+    if (r && (r->executor_id == NULL || strcmp(r->executor_id, p->executor_id) != 0)) {
+        log_warn("executor=%s flow_run=%s event=inventory_foreign_run owner=%s next=ignored",
+                 p->executor_id, e->flow_run_id, r->executor_id ? r->executor_id : "none");
+        return;
+    }
+    if (r == NULL) {
+        if ((r = run_new(w, e->flow_run_id)) == NULL)
+            return;
+        r->adopted = 1;
+        r->executor_id = strdup(p->executor_id);
+        r->state = RUN_DISPATCHED;
+        r->holds_slot = 1;
+        w->inflight++;
+        p->assigned++;
+        log_info("flow_run=%s executor=%s event=adopted identifier=%s", r->id, p->executor_id,
+                 e->identifier);
+    }
+    r->lost_at_ms = 0;
+    r->resend_checked = 1;
+    if (r->state == RUN_DISPATCHED && e->identifier && *e->identifier)
+        run_mark_started(w, r, e->identifier);
+    if (e->exited && (r->state == RUN_DISPATCHED || r->state == RUN_STARTED))
+        run_exited(w, r, e->code, NULL);
+}
+
+/* After a HELLO: resends the JOB of runs dispatched to this executor id that
+ * its inventory did not list and that never started; marks its runs alive. */
+void
+runs_peer_back(struct worker *w, struct peer *p)
+{
+    for (struct run *r = w->runs; r; r = r->next) {
+        if (r->executor_id == NULL || strcmp(r->executor_id, p->executor_id) != 0)
+            continue;
+        if (r->resend_checked) {
+            r->resend_checked = 0;
+            continue;
+        }
+        if (r->state == RUN_DISPATCHED && r->config) {
+            log_info("flow_run=%s executor=%s event=job_resent reason=\"missing from the executor's inventory\"",
+                     r->id, p->executor_id);
+            free(r->executor_id);
+            r->executor_id = NULL;
+            if (p->assigned > 0)
+                p->assigned--;
+            run_dispatch(w, r);
+        } else if (r->state == RUN_STARTED) {
+            run_crash(w, r, "Executor %s restarted without run %s in its inventory; the infrastructure %s is lost.",
+                      p->executor_id, r->id, r->identifier ? r->identifier : "");
+        }
+    }
+}
+
+void
+runs_check_lost(struct worker *w, int64_t now)
+{
+    for (struct run *r = w->runs; r; r = r->next) {
+        struct peer *p;
+
+        if (r->state != RUN_DISPATCHED && r->state != RUN_STARTED)
+            continue;
+        if (r->executor_id == NULL)
+            continue;
+        p = peers_find_id(w, r->executor_id);
+        if (p && p->state == PEER_LIVE) {
+            r->lost_at_ms = 0;
+            continue;
+        }
+        if (r->lost_at_ms == 0) {
+            r->lost_at_ms = now;
+            log_warn("flow_run=%s executor=%s event=executor_lost next=\"crash in %d s unless it returns\"",
+                     r->id, r->executor_id, w->cfg.lost_grace_ms / 1000);
+            continue;
+        }
+        if (now - r->lost_at_ms >= w->cfg.lost_grace_ms)
+            run_crash(w, r, "Executor %s stopped answering and did not return within %d s; the state of infrastructure %s is unknown.",
+                      r->executor_id, w->cfg.lost_grace_ms / 1000,
+                      r->identifier ? r->identifier : "(not started)");
+    }
+}
+
+/* ---- cancellation -------------------------------------------------- */
+
+static void
+runs_cancel_found(struct worker *w, void *arg, long status, json_t *body, const char *error)
+{
+    size_t i;
+    json_t *fr;
+
+    w->cancel_busy = 0;
+    if (status != 200 || !json_is_array(body))
+        return;
+    json_array_foreach(body, i, fr) {
+        const char *id = json_string_value(json_object_get(fr, "id"));
+        struct run *r = id ? runs_find(w, id) : NULL;
+        struct drover_msg m = {0};
+        struct peer *p;
+
+        if (r == NULL || r->cancelling || (r->state != RUN_STARTED && r->state != RUN_DISPATCHED))
+            continue;
+        r->cancelling = 1;
+        if (r->executor_id == NULL || (p = peers_find_id(w, r->executor_id)) == NULL) {
+            continue;
+        }
+        runs_log(w, r->id, 20, "Flow run is cancelling; stopping infrastructure %s (grace %d s).",
+                 r->identifier ? r->identifier : "", RUNS_KILL_GRACE_S);
+        m.type = DROVER_MSG_KILL;
+        util_strlcpy(m.u.kill.flow_run_id, r->id, sizeof m.u.kill.flow_run_id);
+        m.u.kill.grace_seconds = RUNS_KILL_GRACE_S;
+        peers_send(w, p, &m);
+    }
+}
+
+/* Asks the API which of our running runs are CANCELLING. */
+void
+runs_cancel_check(struct worker *w)
+{
+    json_t *ids = json_array();
+    json_t *body;
+
+    if (ids == NULL || w->cancel_busy)
+        goto out;
+    for (struct run *r = w->runs; r; r = r->next)
+        if ((r->state == RUN_STARTED || r->state == RUN_DISPATCHED) && !r->cancelling)
+            json_array_append_new(ids, json_string(r->id));
+    if (json_array_size(ids) == 0)
+        goto out;
+    body = json_pack("{s:{s:{s:O}, s:{s:{s:[s]}}}, s:i}", "flow_runs", "id", "any_", ids,
+                     "state", "type", "any_", "CANCELLING", "limit", 200);
+    w->cancel_busy = 1;
+    if (body == NULL || prefect_call(w, "POST", "/flow_runs/filter", body, 1, runs_cancel_found, NULL) == -1)
+        w->cancel_busy = 0;
+out:
+    json_decref(ids);
+}

@@ -1,0 +1,238 @@
+/*
+ * Local executor processes.  The supervisor starts each with --connect to
+ * its ipc:// endpoint, notices its exit through SIGCHLD (the loop's signal
+ * pipe) and starts it again after a backoff of 1, 2, 4 ... 60 s, reset once
+ * a process has stayed up for a minute.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+#include "worker.h"
+
+extern char **environ;
+
+struct local_executor {
+    pid_t   pid;            /* 0: not running */
+    int64_t started_ms;
+    int64_t restart_at_ms;  /* when to start again; 0 = now */
+    int     failures;
+    char    id[DROVER_MAX_NAME + 1];
+    char    state_dir[512];
+};
+
+static struct local_executor locals[WORKER_MAX_LOCAL];
+static int nlocals;
+
+static void
+spawn_sanitize(char *s)
+{
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '.' || *s == '_' || *s == '-'))
+            *s = '_';
+}
+
+static int
+spawn_mkdirs(const char *path)
+{
+    char tmp[512];
+
+    if (util_strlcpy(tmp, path, sizeof tmp) == -1)
+        return -1;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0700) == -1 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0700) == -1 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+int
+spawn_init(struct worker *w)
+{
+    char base[400];
+    char pool[160];
+
+    nlocals = w->cfg.local_executors < WORKER_MAX_LOCAL ? w->cfg.local_executors : WORKER_MAX_LOCAL;
+    if (nlocals == 0)
+        return 0;
+    if (w->cfg.state_dir) {
+        util_strlcpy(base, w->cfg.state_dir, sizeof base);
+    } else if (getenv("XDG_RUNTIME_DIR") && *getenv("XDG_RUNTIME_DIR")) {
+        snprintf(base, sizeof base, "%s/drover", getenv("XDG_RUNTIME_DIR"));
+    } else {
+        snprintf(base, sizeof base, "/tmp/drover-%u", (unsigned)getuid());
+    }
+    util_strlcpy(pool, w->cfg.pool, sizeof pool);
+    spawn_sanitize(pool);
+
+    for (int i = 0; i < nlocals; i++) {
+        struct local_executor *l = &locals[i];
+        /* The id and the state directory stay the same across restarts of
+         * the supervisor, so a new executor re-adopts the old one's runs. */
+        char id[DROVER_MAX_NAME + 1];
+
+        snprintf(id, sizeof id, "%.60s-%.40s-%d", w->name, w->type, i + 1);
+        spawn_sanitize(id);
+        util_strlcpy(l->id, id, sizeof l->id);
+        if ((size_t)snprintf(l->state_dir, sizeof l->state_dir, "%s/%s/%s", base, pool, id) >=
+            sizeof l->state_dir) {
+            log_error("event=state_dir_too_long base=%s", base);
+            return -1;
+        }
+        if (spawn_mkdirs(l->state_dir) == -1) {
+            log_error("event=state_dir_failed path=%s error=\"%s\"", l->state_dir, strerror(errno));
+            return -1;
+        }
+        l->pid = 0;
+        l->restart_at_ms = 0;
+    }
+    return 0;
+}
+
+static void
+spawn_start(struct worker *w, struct local_executor *l)
+{
+    const char *argv[12];
+    int argc = 0;
+    pid_t pid;
+    int rc;
+
+    argv[argc++] = w->cfg.executor_program;
+    argv[argc++] = "--connect";
+    argv[argc++] = w->endpoint;
+    argv[argc++] = "--id";
+    argv[argc++] = l->id;
+    argv[argc++] = "--state-dir";
+    argv[argc++] = l->state_dir;
+    if (w->cfg.trace)
+        argv[argc++] = "--trace";
+    argv[argc] = NULL;
+
+    rc = posix_spawn(&pid, w->cfg.executor_program, NULL, NULL, (char *const *)argv, environ);
+    if (rc != 0) {
+        l->failures++;
+        l->restart_at_ms = util_now_ms() + 1000;
+        log_error("executor=%s event=spawn_failed program=%s error=\"%s\" next=\"retrying in 1 s\"",
+                  l->id, w->cfg.executor_program, strerror(rc));
+        return;
+    }
+    l->pid = pid;
+    l->started_ms = util_now_ms();
+    log_info("executor=%s event=spawned pid=%ld program=%s", l->id, (long)pid, w->cfg.executor_program);
+}
+
+void
+spawn_check(struct worker *w, int64_t now)
+{
+    if (w->stopping || !w->started)
+        return;
+    for (int i = 0; i < nlocals; i++)
+        if (locals[i].pid == 0 && locals[i].restart_at_ms <= now)
+            spawn_start(w, &locals[i]);
+}
+
+long
+spawn_timeout_ms(struct worker *w, int64_t now)
+{
+    long best = -1;
+
+    if (w->stopping || !w->started)
+        return -1;
+    for (int i = 0; i < nlocals; i++) {
+        long left;
+
+        if (locals[i].pid != 0)
+            continue;
+        left = locals[i].restart_at_ms > now ? (long)(locals[i].restart_at_ms - now) : 0;
+        if (best == -1 || left < best)
+            best = left;
+    }
+    return best;
+}
+
+static void
+spawn_exited(struct worker *w, struct local_executor *l, int status)
+{
+    int64_t now = util_now_ms();
+    int64_t delay;
+
+    if (now - l->started_ms > 60000)
+        l->failures = 0;
+    delay = (int64_t)1000 << (l->failures < 6 ? l->failures : 6);
+    if (delay > 60000)
+        delay = 60000;
+    l->failures++;
+    l->pid = 0;
+    l->restart_at_ms = now + delay;
+    if (WIFSIGNALED(status))
+        log_warn("executor=%s event=exited signal=%d next=\"%s\"", l->id, WTERMSIG(status),
+                 w->stopping ? "not restarted: stopping" : "restarting");
+    else
+        log_warn("executor=%s event=exited status=%d next=\"%s\"", l->id, WEXITSTATUS(status),
+                 w->stopping ? "not restarted: stopping" : "restarting");
+    if (!w->stopping)
+        log_info("executor=%s event=restart_scheduled delay_ms=%lld", l->id, (long long)delay);
+}
+
+void
+spawn_reap(struct worker *w)
+{
+    pid_t pid;
+    int status;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (int i = 0; i < nlocals; i++)
+            if (locals[i].pid == pid)
+                spawn_exited(w, &locals[i], status);
+    }
+}
+
+int
+spawn_running(struct worker *w)
+{
+    int n = 0;
+
+    (void)w;
+    for (int i = 0; i < nlocals; i++)
+        if (locals[i].pid != 0)
+            n++;
+    return n;
+}
+
+/* Asks every local executor to stop; each says GOODBYE and leaves its runs
+ * to the next executor started with the same state directory. */
+void
+spawn_stop_all(struct worker *w)
+{
+    int64_t deadline = util_now_ms() + 5000;
+
+    for (int i = 0; i < nlocals; i++)
+        if (locals[i].pid != 0)
+            kill(locals[i].pid, SIGTERM);
+    while (spawn_running(w) > 0 && util_now_ms() < deadline) {
+        usleep(20000);
+        spawn_reap(w);
+    }
+    for (int i = 0; i < nlocals; i++) {
+        if (locals[i].pid != 0) {
+            log_warn("executor=%s event=kill reason=\"did not stop within 5 s of SIGTERM\"", locals[i].id);
+            kill(locals[i].pid, SIGKILL);
+        }
+    }
+    spawn_reap(w);
+}
