@@ -4,6 +4,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -37,6 +38,7 @@ usage(FILE *out)
         "       drover render --template FILE [--deployment-vars FILE] [--run-vars FILE] ...\n"
         "       drover executor --list\n"
         "       drover executor TYPE [executor options]\n"
+        "       drover keygen SECRET_KEY_FILE\n"
         "       drover --version\n"
         "\n"
         "worker start options (as prefect worker start):\n"
@@ -51,7 +53,10 @@ usage(FILE *out)
         "      --base-job-template F   template JSON used only when the pool is created\n"
         "      --no-create-pool-if-not-found\n"
         "drover options:\n"
-        "      --bind ENDPOINT         also accept executors on ENDPOINT (tcp://HOST:PORT)\n"
+        "      --bind ENDPOINT         also accept executors on ENDPOINT (tcp://HOST:PORT);\n"
+        "                              non-loopback endpoints need the two CURVE options\n"
+        "      --curve-secret-key-file F  this supervisor's CURVE secret key (Z85, from keygen)\n"
+        "      --curve-allow-file F    public keys (Z85, one a line) of executors allowed in\n"
         "      --no-local-executor     do not start a local executor\n"
         "      --executors N           local executor processes (default 1)\n"
         "      --executor-program P    program of the local executor\n"
@@ -330,6 +335,38 @@ cmd_executor(int argc, char **argv)
     return 1;
 }
 
+/* Writes a new CURVE secret key to a file only the user can read, and
+ * prints the matching public key. */
+static int
+cmd_keygen(int argc, char **argv)
+{
+    char public_key[41], secret_key[41];
+    FILE *f;
+    int fd;
+
+    if (argc != 2 || argv[1][0] == '-') {
+        fprintf(stderr, "usage: drover keygen SECRET_KEY_FILE\n");
+        return 2;
+    }
+    if (zmq_curve_keypair(public_key, secret_key) == -1) {
+        fprintf(stderr, "drover: this libzmq has no CURVE support: %s\n", zmq_strerror(zmq_errno()));
+        return 1;
+    }
+    if ((fd = open(argv[1], O_WRONLY | O_CREAT | O_EXCL, 0600)) == -1 || (f = fdopen(fd, "w")) == NULL) {
+        fprintf(stderr, "drover: cannot create %s: %s (an existing key file is never overwritten)\n",
+                argv[1], strerror(errno));
+        return 1;
+    }
+    fprintf(f, "# drover CURVE secret key; public key %s\n%s\n", public_key, secret_key);
+    util_wipe(secret_key, sizeof secret_key);
+    if (fclose(f) != 0) {
+        fprintf(stderr, "drover: cannot write %s: %s\n", argv[1], strerror(errno));
+        return 1;
+    }
+    printf("%s\n", public_key);
+    return 0;
+}
+
 /* ---- drover worker start ---------------------------------------------- */
 
 static json_t *
@@ -357,7 +394,7 @@ static int
 cmd_worker_start(int argc, char **argv)
 {
     enum { O_PREFETCH = 256, O_RUN_ONCE, O_BIND, O_NO_LOCAL, O_EXECUTORS, O_PROGRAM, O_STATE,
-           O_TRACE, O_DEBUG, O_TEMPLATE, O_NO_CREATE, O_LOST, O_DRAIN, O_HEALTH, O_INSTALL };
+           O_TRACE, O_DEBUG, O_TEMPLATE, O_NO_CREATE, O_LOST, O_DRAIN, O_CURVE_KEY, O_CURVE_ALLOW };
     static const struct option opts[] = {
         { "pool", required_argument, NULL, 'p' },
         { "type", required_argument, NULL, 't' },
@@ -377,6 +414,8 @@ cmd_worker_start(int argc, char **argv)
         { "no-create-pool-if-not-found", no_argument, NULL, O_NO_CREATE },
         { "lost-grace-seconds", required_argument, NULL, O_LOST },
         { "drain-seconds", required_argument, NULL, O_DRAIN },
+        { "curve-secret-key-file", required_argument, NULL, O_CURVE_KEY },
+        { "curve-allow-file", required_argument, NULL, O_CURVE_ALLOW },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -425,6 +464,8 @@ cmd_worker_start(int argc, char **argv)
         case O_NO_CREATE: w.cfg.create_pool = 0; break;
         case O_LOST: w.cfg.lost_grace_ms = parse_int("--lost-grace-seconds", optarg, 0, 86400) * 1000; break;
         case O_DRAIN: w.cfg.drain_s = parse_int("--drain-seconds", optarg, 0, 86400); break;
+        case O_CURVE_KEY: w.cfg.curve_secret_key_file = optarg; break;
+        case O_CURVE_ALLOW: w.cfg.curve_allow_file = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -530,6 +571,8 @@ main(int argc, char **argv)
         return render_cli_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "executor") == 0)
         return cmd_executor(argc - 1, argv + 1);
+    if (strcmp(argv[1], "keygen") == 0)
+        return cmd_keygen(argc - 1, argv + 1);
     fprintf(stderr, "drover: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

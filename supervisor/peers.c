@@ -35,16 +35,17 @@ peers_find_id(struct worker *w, const char *executor_id)
 }
 
 static struct peer *
-peers_find_rid(struct worker *w, const unsigned char *rid, size_t len)
+peers_find_rid(struct worker *w, void *sock, const unsigned char *rid, size_t len)
 {
     for (struct peer *p = w->peers; p; p = p->next)
-        if (p->state == PEER_LIVE && p->rid_len == len && memcmp(p->rid, rid, len) == 0)
+        if (p->state == PEER_LIVE && p->sock == sock && p->rid_len == len &&
+            memcmp(p->rid, rid, len) == 0)
             return p;
     return NULL;
 }
 
 static int
-peers_send_raw(struct worker *w, const unsigned char *rid, size_t rid_len,
+peers_send_raw(struct worker *w, void *sock, const unsigned char *rid, size_t rid_len,
                const struct drover_msg *m, const char *to)
 {
     char err[256];
@@ -57,8 +58,8 @@ peers_send_raw(struct worker *w, const unsigned char *rid, size_t rid_len,
                   drover_msg_type_name(m->type), err);
         return -1;
     }
-    if (zmq_send(w->router, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == (int)rid_len &&
-        zmq_send(w->router, buf, len, ZMQ_DONTWAIT) == (int)len)
+    if (zmq_send(sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == (int)rid_len &&
+        zmq_send(sock, buf, len, ZMQ_DONTWAIT) == (int)len)
         rc = 0;
     if (rc == 0 && log_trace_enabled())
         log_info("trace supervisor -> %s %s %zu", to, drover_msg_type_name(m->type), len);
@@ -74,19 +75,19 @@ peers_send(struct worker *w, struct peer *p, const struct drover_msg *m)
 {
     if (p->state != PEER_LIVE)
         return -1;
-    return peers_send_raw(w, p->rid, p->rid_len, m, p->executor_id);
+    return peers_send_raw(w, p->sock, p->rid, p->rid_len, m, p->executor_id);
 }
 
 static void
-peers_reject(struct worker *w, const unsigned char *rid, size_t rid_len, const char *who,
-             const char *reason)
+peers_reject(struct worker *w, void *sock, const unsigned char *rid, size_t rid_len,
+             const char *who, const char *reason)
 {
     struct drover_msg m = {0};
 
     log_warn("executor=%s event=rejected reason=\"%s\"", who, reason);
     m.type = DROVER_MSG_REJECT;
     m.u.reject.reason = (char *)reason;
-    peers_send_raw(w, rid, rid_len, &m, who);
+    peers_send_raw(w, sock, rid, rid_len, &m, who);
 }
 
 /* Checks a HELLO; returns the parsed schema, or NULL with a reason. */
@@ -115,7 +116,8 @@ peers_check_hello(struct worker *w, const struct drover_hello *h, char *reason, 
 }
 
 static void
-peers_on_hello(struct worker *w, const unsigned char *rid, size_t rid_len, struct drover_hello *h)
+peers_on_hello(struct worker *w, void *sock, const unsigned char *rid, size_t rid_len,
+               struct drover_hello *h)
 {
     struct drover_msg m = {0};
     char reason[768];
@@ -123,13 +125,13 @@ peers_on_hello(struct worker *w, const unsigned char *rid, size_t rid_len, struc
     json_t *schema;
 
     if ((schema = peers_check_hello(w, h, reason, sizeof reason)) == NULL) {
-        peers_reject(w, rid, rid_len, h->executor_id, reason);
+        peers_reject(w, sock, rid, rid_len, h->executor_id, reason);
         return;
     }
     if ((p = peers_find_id(w, h->executor_id)) == NULL) {
         if (w->npeers >= WORKER_MAX_PEERS) {
             json_decref(schema);
-            peers_reject(w, rid, rid_len, h->executor_id, "too many executors connected to this supervisor");
+            peers_reject(w, sock, rid, rid_len, h->executor_id, "too many executors connected to this supervisor");
             return;
         }
         if ((p = calloc(1, sizeof *p)) == NULL || (p->executor_id = strdup(h->executor_id)) == NULL) {
@@ -140,12 +142,14 @@ peers_on_hello(struct worker *w, const unsigned char *rid, size_t rid_len, struc
         p->next = w->peers;
         w->peers = p;
         w->npeers++;
-    } else if (p->state == PEER_LIVE && (p->rid_len != rid_len || memcmp(p->rid, rid, rid_len) != 0)) {
+    } else if (p->state == PEER_LIVE &&
+               (p->sock != sock || p->rid_len != rid_len || memcmp(p->rid, rid, rid_len) != 0)) {
         log_warn("executor=%s event=session_replaced reason=\"a new HELLO with the same executor id\"",
                  p->executor_id);
     }
     memcpy(p->rid, rid, rid_len);
     p->rid_len = rid_len;
+    p->sock = sock;
     free(p->type);
     free(p->hostname);
     p->type = strdup(h->type);
@@ -180,10 +184,11 @@ peers_on_hello(struct worker *w, const unsigned char *rid, size_t rid_len, struc
 }
 
 static void
-peers_handle(struct worker *w, const unsigned char *rid, size_t rid_len, const void *data, size_t len)
+peers_handle(struct worker *w, void *sock, const unsigned char *rid, size_t rid_len,
+             const void *data, size_t len)
 {
     struct drover_msg m = {0};
-    struct peer *p = peers_find_rid(w, rid, rid_len);
+    struct peer *p = peers_find_rid(w, sock, rid, rid_len);
     char err[512];
     int version = 0;
     int rc;
@@ -196,7 +201,7 @@ peers_handle(struct worker *w, const unsigned char *rid, size_t rid_len, const v
                  "protocol version %d is not supported; this supervisor speaks version %d",
                  version, DROVER_PROTOCOL_VERSION);
         if (m.type == DROVER_MSG_HELLO || p == NULL)
-            peers_reject(w, rid, rid_len, peer_name(p), reason);
+            peers_reject(w, sock, rid, rid_len, peer_name(p), reason);
         w->dropped_messages++;
         drover_msg_clear(&m);
         return;
@@ -212,7 +217,7 @@ peers_handle(struct worker *w, const unsigned char *rid, size_t rid_len, const v
         log_info("trace %s -> supervisor %s %zu", peer_name(p), drover_msg_type_name(m.type), len);
 
     if (m.type == DROVER_MSG_HELLO) {
-        peers_on_hello(w, rid, rid_len, &m.u.hello);
+        peers_on_hello(w, sock, rid, rid_len, &m.u.hello);
         drover_msg_clear(&m);
         return;
     }
@@ -260,7 +265,7 @@ peers_handle(struct worker *w, const unsigned char *rid, size_t rid_len, const v
 }
 
 void
-peers_recv(struct worker *w)
+peers_recv(struct worker *w, void *sock)
 {
     for (int i = 0; i < PEERS_RECV_BATCH; i++) {
         zmq_msg_t rid, body;
@@ -268,32 +273,32 @@ peers_recv(struct worker *w)
         size_t more_len = sizeof more;
 
         zmq_msg_init(&rid);
-        if (zmq_msg_recv(&rid, w->router, ZMQ_DONTWAIT) == -1) {
+        if (zmq_msg_recv(&rid, sock, ZMQ_DONTWAIT) == -1) {
             zmq_msg_close(&rid);
             return;
         }
         zmq_msg_init(&body);
-        if (!zmq_msg_more(&rid) || zmq_msg_recv(&body, w->router, ZMQ_DONTWAIT) == -1) {
+        if (!zmq_msg_more(&rid) || zmq_msg_recv(&body, sock, ZMQ_DONTWAIT) == -1) {
             w->dropped_messages++;
             zmq_msg_close(&rid);
             zmq_msg_close(&body);
             continue;
         }
-        zmq_getsockopt(w->router, ZMQ_RCVMORE, &more, &more_len);
+        zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &more_len);
         if (more) {
             /* Discard the rest of a message with extra frames. */
             do {
                 zmq_msg_t extra;
 
                 zmq_msg_init(&extra);
-                zmq_msg_recv(&extra, w->router, 0);
+                zmq_msg_recv(&extra, sock, 0);
                 more = zmq_msg_more(&extra);
                 zmq_msg_close(&extra);
             } while (more);
             w->dropped_messages++;
             log_warn("event=message_dropped reason=\"more than one body frame\"");
         } else if (zmq_msg_size(&rid) <= sizeof ((struct peer *)0)->rid) {
-            peers_handle(w, zmq_msg_data(&rid), zmq_msg_size(&rid), zmq_msg_data(&body),
+            peers_handle(w, sock, zmq_msg_data(&rid), zmq_msg_size(&rid), zmq_msg_data(&body),
                          zmq_msg_size(&body));
         }
         zmq_msg_close(&rid);
@@ -363,35 +368,149 @@ peers_free_all(struct worker *w)
     w->npeers = 0;
 }
 
-/* Only loopback TCP may go without CURVE. */
+/* ---- sockets ----------------------------------------------------------- */
+
+/* Only loopback TCP and ipc:// may go without CURVE. */
 static int
-peers_loopback(const char *endpoint)
+peers_needs_curve(const char *endpoint)
 {
-    return strncmp(endpoint, "tcp://127.", 10) == 0 || strncmp(endpoint, "tcp://localhost:", 16) == 0 ||
-           strncmp(endpoint, "tcp://[::1]:", 12) == 0;
+    if (strncmp(endpoint, "tcp://", 6) != 0)
+        return strncmp(endpoint, "ipc://", 6) != 0;
+    return !(strncmp(endpoint, "tcp://127.", 10) == 0 || strncmp(endpoint, "tcp://localhost:", 16) == 0 ||
+             strncmp(endpoint, "tcp://[::1]:", 12) == 0);
+}
+
+static void
+peers_socket_options(void *sock)
+{
+    int64_t maxmsg = (int64_t)DROVER_MAX_FRAME + 1024;
+    int linger = 1000, mandatory = 1, hwm = 100000;
+
+    /* Frames above the protocol's cap close the sender's connection. */
+    zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(sock, ZMQ_ROUTER_MANDATORY, &mandatory, sizeof mandatory);
+    zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+}
+
+/* Reads the first 40-character Z85 key of a file; '#' starts a comment. */
+static int
+peers_read_keys(const char *path, json_t *keys, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    char line[512];
+    int lineno = 0;
+
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    while (fgets(line, sizeof line, f)) {
+        char *s = line, *e;
+        unsigned char bin[32];
+
+        lineno++;
+        while (*s == ' ' || *s == '\t')
+            s++;
+        for (e = s; *e && *e != '\n' && *e != '\r' && *e != ' ' && *e != '#'; e++)
+            ;
+        *e = '\0';
+        if (*s == '\0')
+            continue;
+        if (strlen(s) != 40 || zmq_z85_decode(bin, s) == NULL) {
+            snprintf(err, errlen, "%s line %d: not a 40-character Z85 CURVE key", path, lineno);
+            fclose(f);
+            return -1;
+        }
+        json_array_append_new(keys, json_string(s));
+    }
+    fclose(f);
+    if (json_array_size(keys) == 0) {
+        snprintf(err, errlen, "%s holds no CURVE key", path);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+peers_open_remote(struct worker *w, char *err, size_t errlen)
+{
+    int need_curve = 0;
+
+    for (int i = 0; i < w->cfg.nbinds; i++)
+        need_curve |= peers_needs_curve(w->cfg.binds[i]);
+    if ((w->remote = zmq_socket(w->zctx, ZMQ_ROUTER)) == NULL) {
+        snprintf(err, errlen, "cannot create the ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    peers_socket_options(w->remote);
+
+    /* The ZAP handler exists whenever there is a remote socket, so a CURVE
+     * handshake is always checked against the allow-list. */
+    if ((w->zap = zmq_socket(w->zctx, ZMQ_REP)) == NULL ||
+        zmq_bind(w->zap, "inproc://zeromq.zap.01") == -1) {
+        snprintf(err, errlen, "cannot start the CURVE authentication handler: %s",
+                 zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    if (w->cfg.curve_secret_key_file) {
+        json_t *secret = json_array();
+        char public_key[41];
+        int on = 1;
+
+        if (w->cfg.curve_allow_file == NULL) {
+            snprintf(err, errlen, "--curve-secret-key-file needs --curve-allow-file: list the executors' public keys");
+            json_decref(secret);
+            return -1;
+        }
+        w->curve_allow = json_array();
+        if (peers_read_keys(w->cfg.curve_secret_key_file, secret, err, errlen) == -1 ||
+            peers_read_keys(w->cfg.curve_allow_file, w->curve_allow, err, errlen) == -1) {
+            json_decref(secret);
+            return -1;
+        }
+        if (zmq_curve_public(public_key, json_string_value(json_array_get(secret, 0))) == -1) {
+            snprintf(err, errlen, "%s: not a CURVE secret key", w->cfg.curve_secret_key_file);
+            json_decref(secret);
+            return -1;
+        }
+        zmq_setsockopt(w->remote, ZMQ_CURVE_SERVER, &on, sizeof on);
+        zmq_setsockopt(w->remote, ZMQ_CURVE_SECRETKEY, json_string_value(json_array_get(secret, 0)), 40);
+        zmq_setsockopt(w->remote, ZMQ_ZAP_DOMAIN, "drover", 6);
+        json_decref(secret);   /* jansson frees the copy; the socket keeps its own */
+        log_info("event=curve_enabled public_key=%s allowed_keys=%zu", public_key,
+                 json_array_size(w->curve_allow));
+    } else if (need_curve) {
+        snprintf(err, errlen, "--bind %s accepts executors from other hosts, which needs CURVE: pass --curve-secret-key-file and --curve-allow-file (see 'drover keygen'), or bind tcp://127.0.0.1:PORT",
+                 w->cfg.binds[0]);
+        return -1;
+    }
+    for (int i = 0; i < w->cfg.nbinds; i++) {
+        if (zmq_bind(w->remote, w->cfg.binds[i]) == -1) {
+            snprintf(err, errlen, "cannot bind --bind %s: %s", w->cfg.binds[i],
+                     zmq_strerror(zmq_errno()));
+            return -1;
+        }
+        log_info("event=bound endpoint=%s curve=%s", w->cfg.binds[i],
+                 w->cfg.curve_secret_key_file ? "on" : "off");
+    }
+    return 0;
 }
 
 int
 peers_open(struct worker *w, char *err, size_t errlen)
 {
-    int maxsize = (int)DROVER_MAX_FRAME + 1024;
-    int64_t maxmsg = (int64_t)DROVER_MAX_FRAME + 1024;
-    int linger = 1000, mandatory = 1, hwm = 100000;
     char dir[] = "/tmp/drover-XXXXXX";
 
-    (void)maxsize;
     if ((w->zctx = zmq_ctx_new()) == NULL ||
         (w->router = zmq_socket(w->zctx, ZMQ_ROUTER)) == NULL) {
         snprintf(err, errlen, "cannot create the ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
         return -1;
     }
-    /* Frames above the protocol's cap close the sender's connection. */
-    zmq_setsockopt(w->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    zmq_setsockopt(w->router, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(w->router, ZMQ_ROUTER_MANDATORY, &mandatory, sizeof mandatory);
-    zmq_setsockopt(w->router, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(w->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    peers_socket_options(w->router);
 
+    /* The local socket lives in a private directory: only this user can connect. */
     if (mkdtemp(dir) == NULL) {
         snprintf(err, errlen, "cannot create a private directory for the executor socket: %s",
                  strerror(errno));
@@ -403,22 +522,66 @@ peers_open(struct worker *w, char *err, size_t errlen)
         snprintf(err, errlen, "cannot bind %s: %s", w->endpoint, zmq_strerror(zmq_errno()));
         return -1;
     }
-    for (int i = 0; i < w->cfg.nbinds; i++) {
-        const char *ep = w->cfg.binds[i];
-
-        if (strncmp(ep, "tcp://", 6) == 0 && !peers_loopback(ep)) {
-            /* TODO: CURVE with a public-key allow-list for executors on other hosts. */
-            snprintf(err, errlen, "--bind %s: only loopback TCP endpoints are accepted until CURVE keys are configured; use tcp://127.0.0.1:PORT",
-                     ep);
-            return -1;
-        }
-        if (zmq_bind(w->router, ep) == -1) {
-            snprintf(err, errlen, "cannot bind --bind %s: %s", ep, zmq_strerror(zmq_errno()));
-            return -1;
-        }
-        log_info("event=bound endpoint=%s", ep);
-    }
+    if (w->cfg.nbinds > 0 && peers_open_remote(w, err, errlen) == -1)
+        return -1;
     return 0;
+}
+
+/* Answers one ZAP request (ZeroMQ RFC 27): CURVE clients must present an
+ * allowed public key; anything else is refused. */
+void
+peers_zap(struct worker *w)
+{
+    char frames[7][256];
+    size_t sizes[7];
+    int nframes = 0, more = 1;
+    const char *status = "400", *text = "key not allowed";
+    char key[41] = "";
+
+    while (more && nframes < 7) {
+        int n = zmq_recv(w->zap, frames[nframes], sizeof frames[nframes], ZMQ_DONTWAIT);
+        size_t more_len = sizeof more;
+
+        if (n < 0)
+            return;
+        sizes[nframes] = (size_t)n < sizeof frames[nframes] ? (size_t)n : sizeof frames[nframes];
+        nframes++;
+        zmq_getsockopt(w->zap, ZMQ_RCVMORE, &more, &more_len);
+    }
+    while (more) {   /* a request with more frames than RFC 27 defines */
+        char skip[16];
+        size_t more_len = sizeof more;
+
+        zmq_recv(w->zap, skip, sizeof skip, 0);
+        zmq_getsockopt(w->zap, ZMQ_RCVMORE, &more, &more_len);
+    }
+    if (nframes >= 7 && sizes[5] == 5 && memcmp(frames[5], "CURVE", 5) == 0 && sizes[6] == 32 &&
+        w->curve_allow) {
+        size_t i;
+        json_t *allowed;
+
+        zmq_z85_encode(key, (const uint8_t *)frames[6], 32);
+        json_array_foreach(w->curve_allow, i, allowed) {
+            if (strcmp(json_string_value(allowed), key) == 0) {
+                status = "200";
+                text = "OK";
+                break;
+            }
+        }
+    } else if (nframes >= 6 && sizes[5] == 4 && memcmp(frames[5], "NULL", 4) == 0 &&
+               w->curve_allow == NULL) {
+        status = "200";   /* plaintext loopback binds */
+        text = "OK";
+    }
+    if (strcmp(status, "200") != 0)
+        log_warn("event=executor_refused mechanism=%.*s public_key=%s reason=\"%s\"",
+                 nframes >= 6 ? (int)sizes[5] : 0, nframes >= 6 ? frames[5] : "", key, text);
+    zmq_send(w->zap, "1.0", 3, ZMQ_SNDMORE);
+    zmq_send(w->zap, frames[1], nframes >= 2 ? sizes[1] : 0, ZMQ_SNDMORE);
+    zmq_send(w->zap, status, 3, ZMQ_SNDMORE);
+    zmq_send(w->zap, text, strlen(text), ZMQ_SNDMORE);
+    zmq_send(w->zap, key, strlen(key), ZMQ_SNDMORE);
+    zmq_send(w->zap, "", 0, 0);
 }
 
 void
@@ -428,9 +591,15 @@ peers_close(struct worker *w)
 
     if (w->router)
         zmq_close(w->router);
+    if (w->remote)
+        zmq_close(w->remote);
+    if (w->zap)
+        zmq_close(w->zap);
     if (w->zctx)
         zmq_ctx_term(w->zctx);
-    w->router = w->zctx = NULL;
+    json_decref(w->curve_allow);
+    w->router = w->remote = w->zap = w->zctx = NULL;
+    w->curve_allow = NULL;
     if (w->runtime_dir[0]) {
         snprintf(path, sizeof path, "%s/executors.sock", w->runtime_dir);
         unlink(path);

@@ -562,6 +562,18 @@ worker_run(struct worker *w)
         items[n].events = ZMQ_POLLIN;
         items[n].revents = 0;
         n++;
+        if (w->remote) {
+            items[n].socket = w->remote;
+            items[n].fd = 0;
+            items[n].events = ZMQ_POLLIN;
+            items[n].revents = 0;
+            n++;
+            items[n].socket = w->zap;
+            items[n].fd = 0;
+            items[n].events = ZMQ_POLLIN;
+            items[n].revents = 0;
+            n++;
+        }
         nhttp = http_pollitems(w->http, items + n, WORKER_POLL_ITEMS - n);
 
         if (zmq_poll(items, n + nhttp, worker_timeout(w, now)) == -1 && zmq_errno() != EINTR) {
@@ -571,7 +583,11 @@ worker_run(struct worker *w)
         if (items[1].revents & ZMQ_POLLIN)
             worker_handle_signals(w);
         if (items[0].revents & ZMQ_POLLIN)
-            peers_recv(w);
+            peers_recv(w, w->router);
+        if (w->remote && (items[3].revents & ZMQ_POLLIN))
+            peers_zap(w);
+        if (w->remote && (items[2].revents & ZMQ_POLLIN))
+            peers_recv(w, w->remote);
         http_dispatch(w->http, items + n, nhttp);
 
         now = util_now_ms();

@@ -59,6 +59,7 @@ enum peer_state { PEER_LIVE, PEER_GONE };
 
 struct peer {
     struct peer    *next;
+    void           *sock;         /* the socket its session runs on */
     unsigned char   rid[256];     /* ZeroMQ routing id */
     size_t          rid_len;
     char           *executor_id;
@@ -114,7 +115,10 @@ struct worker {
     struct worker_config cfg;
     struct http   *http;
     void          *zctx;
-    void          *router;
+    void          *router;           /* local executors, ipc:// */
+    void          *remote;           /* --bind endpoints, CURVE unless loopback; may be NULL */
+    void          *zap;              /* ZAP handler checking CURVE keys; may be NULL */
+    json_t        *curve_allow;      /* z85 public keys allowed to connect to remote */
     char           endpoint[512];    /* local ipc:// endpoint */
     char           runtime_dir[400];
     char           name[128];
@@ -188,7 +192,8 @@ void runs_free_all(struct worker *w);
 /* peers.c */
 int  peers_open(struct worker *w, char *err, size_t errlen);
 void peers_close(struct worker *w);
-void peers_recv(struct worker *w);
+void peers_recv(struct worker *w, void *sock);
+void peers_zap(struct worker *w);
 struct peer *peers_pick(struct worker *w);
 struct peer *peers_find_id(struct worker *w, const char *executor_id);
 int  peers_send(struct worker *w, struct peer *p, const struct drover_msg *m);
