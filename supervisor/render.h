@@ -10,9 +10,21 @@
  *   vars   = render_merge_job_variables(deployment_vars, run_vars)
  *   render_validate(template.variables, defaults+vars)          (optional)
  *   config = render_apply(base_template, vars)
- *   loop:  refs = render_collect_blocks(config)   -> fetch each  -> render_resolve_blocks()
- *   then:  names = render_collect_variables(config) -> fetch each -> render_resolve_variables()
+ *   refs   = render_collect_blocks(config)    -> fetch each -> render_resolve_blocks()
+ *   names  = render_collect_variables(config) -> fetch each -> render_resolve_variables()
  *   render_prepare(config, &ctx)
+ *
+ * Block resolution is a single pass, as in Prefect: block data that itself
+ * contains block references is inserted as is, so one collect/fetch/resolve
+ * round is complete.  Variables are collected after blocks are resolved
+ * because block data may contain variable placeholders.
+ *
+ * Trees returned here may share unchanged scalar nodes (strings, numbers)
+ * with the inputs.  Nothing in this module modifies a scalar in place; callers
+ * must not either (json_string_set and friends), or inputs change too.
+ *
+ * Limits: JSON integers must fit in 64 bits (json_int_t) and reals must be
+ * finite; Python accepts both without bound.  Strings may not contain U+0000.
  */
 #ifndef DROVER_RENDER_H
 #define DROVER_RENDER_H
@@ -49,8 +61,13 @@ json_t *render_default_template(const json_t *declared, char *err, size_t errlen
 int render_check_template(const json_t *base_template, char *err, size_t errlen);
 
 /* Merges deployment and flow-run job variables: env updated key by key, other
- * keys overwritten by the run.  Either argument may be NULL. */
+ * keys overwritten by the run.  Either argument may be NULL.  Returns NULL
+ * when an argument is not an object or the run's env is not an object while
+ * the deployment's is (Prefect raises there too), or on allocation failure;
+ * render_merge_job_variables_checked says which. */
 json_t *render_merge_job_variables(const json_t *deployment_vars, const json_t *run_vars);
+json_t *render_merge_job_variables_checked(const json_t *deployment_vars, const json_t *run_vars,
+                                           char *err, size_t errlen);
 
 /* Validates the values a run will render with (the schema defaults updated
  * with job_vars) against the variables JSON Schema.  Returns 0, or -1 with
@@ -98,6 +115,9 @@ struct render_context {
     const char   *worker_name;
     const char   *prefect_version; /* for the prefect.io/version label */
     const json_t *settings_env;    /* object: PREFECT_* settings passed through */
+    const char   *worker_id;       /* PREFECT__WORKER_ID; NULL on Prefect OSS */
+    render_getenv_fn environ_lookup; /* for {{ $NAME }} in the name; NULL = getenv */
+    void         *environ_arg;
 };
 
 /* Fills env, labels, name and command of a rendered configuration (in place)
@@ -110,5 +130,93 @@ int render_prepare(json_t *config, const struct render_context *ctx, char *err, 
 /* Writes Python's str() text form of a JSON value into a new malloc'd string
  * ("True", "None", "{'a': 1}"); NULL on allocation failure. */
 char *render_pytext(const json_t *value);
+
+/* Serialises a value exactly as Python's json.dumps(value, indent=indent)
+ * does with its default ensure_ascii=True (indent < 0 means indent=None).
+ * This is the renderer's canonical output form.  Returns a malloc'd string,
+ * NULL on allocation failure or beyond RENDER_MAX_TEXT bytes. */
+char *render_dumps(const json_t *value, int indent);
+
+/* `drover render ...`; argv[0] is "render".  Prints the job configuration
+ * JSON on stdout.  Returns 0, 1 on bad input (message on stderr naming the
+ * file and the problem) or 2 on usage errors. */
+int render_cli_main(int argc, char **argv);
+
+/* ---------------------------------------------------------------------
+ * Helpers shared by the renderer's own source files.  Other modules use
+ * the functions above.
+ * --------------------------------------------------------------------- */
+
+#include <stdint.h>
+
+/* Hard cap on any text the renderer builds (one string, one JSON dump). */
+#define RENDER_MAX_TEXT ((size_t)64 * 1024 * 1024)
+/* Nesting deeper than this is rejected (jansson's parser has the same cap). */
+#define RENDER_MAX_DEPTH 2048
+
+/* Growable byte buffer; failed is set once an allocation fails or the text
+ * would exceed RENDER_MAX_TEXT, after which appends do nothing. */
+struct render_buf {
+    char  *data;
+    size_t len;
+    size_t cap;
+    int    failed;
+};
+void render_buf_append(struct render_buf *buf, const char *text, size_t len);
+void render_buf_putc(struct render_buf *buf, char c);
+/* Returns the NUL-terminated text and hands it to the caller, or NULL (and
+ * frees it) if the buffer failed. */
+char *render_buf_finish(struct render_buf *buf);
+void render_buf_free(struct render_buf *buf);
+
+/* Appends str(value) (top = 1) or repr(value) (top = 0) in Python's form. */
+void render_pytext_append(struct render_buf *buf, const json_t *value, int top);
+/* Appends Python's repr() of a float: shortest round-trip digits. */
+void render_pyfloat_append(struct render_buf *buf, double value);
+/* Appends json.dumps(value, indent=indent) as render_dumps does. */
+void render_dumps_append(struct render_buf *buf, const json_t *value, int indent);
+
+/* Code point classes of Python's re module (\w, \s) and str.isprintable. */
+int render_uc_is_word(uint32_t cp);
+int render_uc_is_space(uint32_t cp);
+int render_uc_is_printable(uint32_t cp);
+/* Value 0-9 of a decimal digit (Unicode Nd, as int() reads them), else -1. */
+int render_uc_decimal(uint32_t cp);
+/* Decodes one UTF-8 sequence at s (n bytes available); returns its length
+ * (1 for an invalid byte, decoded as that byte's value). */
+size_t render_utf8_decode(const char *s, size_t n, uint32_t *cp);
+
+/* One match of Prefect's placeholder pattern {{\s*([\w.\-\[\]$]+)\s*}}. */
+enum render_ph_kind {
+    RENDER_PH_STANDARD,
+    RENDER_PH_BLOCK,     /* name starts with prefect.blocks. */
+    RENDER_PH_VARIABLE,  /* name starts with prefect.variables. */
+    RENDER_PH_ENV        /* name starts with $ */
+};
+struct render_ph {
+    size_t start, end;           /* the full match: text[start, end) */
+    size_t name_start, name_end; /* the name */
+    enum render_ph_kind kind;
+};
+/* Finds the leftmost match at or after pos, as re.finditer does.  Returns 1
+ * and fills ph, or 0 when there is none. */
+int render_ph_next(const char *text, size_t len, size_t pos, struct render_ph *ph);
+/* Python truthiness of a JSON value (null, false, 0, 0.0, "", [], {} are false). */
+int render_truthy(const json_t *value);
+/* Prefect's get_from_dict(root, path): returns a new reference, or NULL
+ * when the path does not resolve. */
+json_t *render_lookup(const json_t *root, const char *path, size_t len);
+/* Prefect's apply_values(tmpl, values) with removal of unset values: *out
+ * is the rendered value (new reference) or NULL when tmpl is a whole-string
+ * placeholder that is not set.  Returns 0, or -1 with err. */
+int render_apply_values(const json_t *tmpl, const json_t *values, render_getenv_fn environ_lookup,
+                        void *environ_arg, json_t **out, char *err, size_t errlen);
+/* Copies containers and shares scalars (see the note at the top). */
+json_t *render_copy(const json_t *value);
+/* Formats err like snprintf; tolerates err == NULL. */
+void render_errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Appends a short, quoted excerpt of text to a message (at most 60 bytes). */
+const char *render_excerpt(const char *text, char *out, size_t outlen);
 
 #endif /* DROVER_RENDER_H */

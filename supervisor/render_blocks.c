@@ -1,0 +1,471 @@
+/*
+ * Block document references, as Prefect's
+ * resolve_block_document_references treats them:
+ *
+ *   {"$ref": {"block_document_id": ID}}  any object whose $ref has a truthy
+ *       block_document_id is replaced whole by that document's data;
+ *   {{ prefect.blocks.TYPE.NAME[.PATH] }}  the document named NAME of block
+ *       type TYPE; a document whose data is exactly {"value": X} stands for X
+ *       unless PATH itself starts at "value"; PATH is looked up with
+ *       get_from_dict rules and must resolve.  A whole-string placeholder
+ *       keeps the JSON type, an inline one inserts str(value) and must not
+ *       resolve to an object or array.
+ *
+ * Documents are named by keys "document:ID" and "slug:TYPE/NAME".  The
+ * pass is single: inserted block data is not searched again.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "render.h"
+
+#define BLOCK_PREFIX "prefect.blocks."
+
+struct block_ref {
+    char *slug;
+    char *name;
+    char *path; /* NULL when the placeholder has no attribute path */
+};
+
+static void block_ref_clear(struct block_ref *ref)
+{
+    free(ref->slug);
+    free(ref->name);
+    free(ref->path);
+    memset(ref, 0, sizeof(*ref));
+}
+
+/* Parses the name of a block placeholder.  Every occurrence of the prefix
+ * is removed (Python uses str.replace), then the rest is split on its first
+ * two dots. */
+static int parse_block_name(const char *name, size_t len, struct block_ref *ref, char *err,
+                            size_t errlen)
+{
+    size_t plen = strlen(BLOCK_PREFIX);
+    char *rest = malloc(len + 1);
+    size_t n = 0;
+    char *dot1;
+    char *dot2;
+
+    memset(ref, 0, sizeof(*ref));
+    if (!rest) {
+        render_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < len;) {
+        if (len - i >= plen && memcmp(name + i, BLOCK_PREFIX, plen) == 0) {
+            i += plen;
+            continue;
+        }
+        rest[n++] = name[i++];
+    }
+    rest[n] = '\0';
+
+    dot1 = strchr(rest, '.');
+    if (!dot1) {
+        render_errf(err, errlen,
+                    "invalid block placeholder \"%.*s\": expected "
+                    "prefect.blocks.<block-type-slug>.<block-document-name>",
+                    (int)len, name);
+        free(rest);
+        return -1;
+    }
+    *dot1 = '\0';
+    dot2 = strchr(dot1 + 1, '.');
+    if (dot2)
+        *dot2 = '\0';
+    ref->slug = strdup(rest);
+    ref->name = strdup(dot1 + 1);
+    ref->path = dot2 ? strdup(dot2 + 1) : NULL;
+    free(rest);
+    if (!ref->slug || !ref->name || (dot2 && !ref->path)) {
+        block_ref_clear(ref);
+        render_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static char *slug_key(const struct block_ref *ref)
+{
+    size_t len = strlen("slug:") + strlen(ref->slug) + 1 + strlen(ref->name) + 1;
+    char *key = malloc(len);
+
+    if (key) {
+        strcpy(key, "slug:");
+        strcat(key, ref->slug);
+        strcat(key, "/");
+        strcat(key, ref->name);
+    }
+    return key;
+}
+
+/* The block_document_id of a {"$ref": {...}} object: 1 with *id set when
+ * the object is a reference, 0 when it is not, -1 on a malformed $ref
+ * (Python raises AttributeError on a $ref that is not an object). */
+static int document_ref(const json_t *object, const json_t **id, char *err, size_t errlen)
+{
+    json_t *ref = json_object_get(object, "$ref");
+    json_t *value;
+
+    *id = NULL;
+    if (!ref)
+        return 0;
+    if (!json_is_object(ref)) {
+        render_errf(err, errlen, "invalid block reference: \"$ref\" must be an object with "
+                    "block_document_id");
+        return -1;
+    }
+    value = json_object_get(ref, "block_document_id");
+    if (!value || !render_truthy(value))
+        return 0;
+    if (!json_is_string(value)) {
+        render_errf(err, errlen, "invalid block reference: block_document_id must be a string");
+        return -1;
+    }
+    *id = value;
+    return 1;
+}
+
+/* ---- collection ---- */
+
+static int add_key(json_t *list, json_t *seen, const char *key)
+{
+    if (json_object_get(seen, key))
+        return 0;
+    if (json_object_set_new(seen, key, json_true()) < 0)
+        return -1;
+    return json_array_append_new(list, json_string(key));
+}
+
+static int collect_node(const json_t *node, json_t *list, json_t *seen, int depth)
+{
+    if (depth > RENDER_MAX_DEPTH)
+        return 0;
+    if (json_is_object(node)) {
+        const json_t *id;
+        const char *key;
+        json_t *item;
+        int kind = document_ref(node, &id, NULL, 0);
+
+        if (kind == 1) {
+            char *dkey = malloc(strlen("document:") + json_string_length(id) + 1);
+            int rc;
+
+            if (!dkey)
+                return -1;
+            strcpy(dkey, "document:");
+            strcat(dkey, json_string_value(id));
+            rc = add_key(list, seen, dkey);
+            free(dkey);
+            return rc;
+        }
+        if (kind < 0)
+            return 0; /* resolve reports it */
+        json_object_foreach((json_t *)node, key, item)
+            if (collect_node(item, list, seen, depth + 1) < 0)
+                return -1;
+        return 0;
+    }
+    if (json_is_array(node)) {
+        size_t i;
+        json_t *item;
+
+        json_array_foreach(node, i, item)
+            if (collect_node(item, list, seen, depth + 1) < 0)
+                return -1;
+        return 0;
+    }
+    if (json_is_string(node)) {
+        const char *text = json_string_value(node);
+        size_t len = json_string_length(node);
+        struct render_ph ph;
+        size_t pos = 0;
+
+        while (render_ph_next(text, len, pos, &ph)) {
+            struct block_ref ref;
+
+            pos = ph.end;
+            if (ph.kind != RENDER_PH_BLOCK)
+                continue;
+            if (parse_block_name(text + ph.name_start, ph.name_end - ph.name_start, &ref, NULL,
+                                 0) == 0) {
+                char *key = slug_key(&ref);
+                int rc = key ? add_key(list, seen, key) : -1;
+
+                free(key);
+                block_ref_clear(&ref);
+                if (rc < 0)
+                    return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+json_t *render_collect_blocks(const json_t *config)
+{
+    json_t *list = json_array();
+    json_t *seen = json_object();
+
+    if (!list || !seen || collect_node(config, list, seen, 0) < 0) {
+        json_decref(list);
+        list = NULL;
+    }
+    json_decref(seen);
+    return list;
+}
+
+/* ---- resolution ---- */
+
+struct resolve_ctx {
+    const json_t *blocks;
+    char *err;
+    size_t errlen;
+};
+
+/* _resolve_single_placeholder: the value a block placeholder stands for,
+ * as a new reference. */
+static json_t *resolve_placeholder(const struct resolve_ctx *ctx, const char *text,
+                                   const struct render_ph *ph)
+{
+    struct block_ref ref;
+    char excerpt[72];
+    char *key;
+    const json_t *data;
+    json_t *value = NULL;
+
+    if (parse_block_name(text + ph->name_start, ph->name_end - ph->name_start, &ref, ctx->err,
+                         ctx->errlen) < 0)
+        return NULL;
+    key = slug_key(&ref);
+    if (!key) {
+        render_errf(ctx->err, ctx->errlen, "out of memory");
+        goto done;
+    }
+    data = json_object_get(ctx->blocks, key);
+    if (!data) {
+        render_errf(ctx->err, ctx->errlen,
+                    "block not found: '%s' of type '%s' is referenced by the configuration "
+                    "but does not exist; create the block or change the reference",
+                    ref.name, ref.slug);
+        goto done;
+    }
+    if (!json_is_object(data)) {
+        render_errf(ctx->err, ctx->errlen, "data of block '%s' of type '%s' is not an object",
+                    ref.name, ref.slug);
+        goto done;
+    }
+    if (json_object_size(data) == 1 && json_object_get(data, "value")) {
+        const char *p = ref.path;
+        int into_value = p && (strcmp(p, "value") == 0 || strncmp(p, "value.", 6) == 0 ||
+                               strncmp(p, "value[", 6) == 0);
+        if (!into_value)
+            data = json_object_get(data, "value");
+    }
+    if (ref.path) {
+        value = render_lookup(data, ref.path, strlen(ref.path));
+        if (!value)
+            render_errf(ctx->err, ctx->errlen,
+                        "invalid template %s: the path \"%s\" does not exist in the data of "
+                        "block '%s' of type '%s'",
+                        render_excerpt(text, excerpt, sizeof(excerpt)), ref.path, ref.name,
+                        ref.slug);
+    } else {
+        value = json_incref((json_t *)data);
+    }
+
+done:
+    free(key);
+    block_ref_clear(&ref);
+    return value;
+}
+
+static json_t *resolve_string(const struct resolve_ctx *ctx, const json_t *node)
+{
+    const char *text = json_string_value(node);
+    size_t len = json_string_length(node);
+    struct render_buf buf = {0};
+    struct render_ph ph;
+    size_t pos = 0;
+    int any_block = 0;
+    int count = 0;
+    json_t *out;
+
+    while (render_ph_next(text, len, pos, &ph)) {
+        count++;
+        if (ph.kind == RENDER_PH_BLOCK)
+            any_block = 1;
+        pos = ph.end;
+    }
+    if (!any_block)
+        return json_incref((json_t *)node);
+    if (count == 1 && render_ph_next(text, len, 0, &ph) && ph.start == 0 && ph.end == len) {
+        json_t *value = resolve_placeholder(ctx, text, &ph);
+        json_t *copy;
+
+        if (!value)
+            return NULL;
+        copy = render_copy(value);
+        json_decref(value);
+        if (!copy)
+            render_errf(ctx->err, ctx->errlen, "out of memory");
+        return copy;
+    }
+
+    pos = 0;
+    while (render_ph_next(text, len, pos, &ph)) {
+        render_buf_append(&buf, text + pos, ph.start - pos);
+        if (ph.kind == RENDER_PH_BLOCK) {
+            json_t *value = resolve_placeholder(ctx, text, &ph);
+            char excerpt[72];
+
+            if (!value) {
+                render_buf_free(&buf);
+                return NULL;
+            }
+            if (json_is_object(value) || json_is_array(value)) {
+                render_errf(ctx->err, ctx->errlen,
+                            "invalid template %s: block placeholder %.*s resolves to %s, which "
+                            "cannot be inserted into a string; reference a scalar attribute "
+                            "instead (for example .value or .url)",
+                            render_excerpt(text, excerpt, sizeof(excerpt)),
+                            (int)(ph.end - ph.start), text + ph.start,
+                            json_is_object(value) ? "an object" : "an array");
+                json_decref(value);
+                render_buf_free(&buf);
+                return NULL;
+            }
+            render_pytext_append(&buf, value, 1);
+            json_decref(value);
+        } else {
+            render_buf_append(&buf, text + ph.start, ph.end - ph.start);
+        }
+        pos = ph.end;
+    }
+    render_buf_append(&buf, text + pos, len - pos);
+    if (buf.failed) {
+        render_buf_free(&buf);
+        render_errf(ctx->err, ctx->errlen, "rendered string exceeds %zu bytes",
+                    (size_t)RENDER_MAX_TEXT);
+        return NULL;
+    }
+    out = json_stringn(buf.data ? buf.data : "", buf.len);
+    render_buf_free(&buf);
+    if (!out)
+        render_errf(ctx->err, ctx->errlen, "out of memory");
+    return out;
+}
+
+/* Resolves node; returns a new reference to its replacement. */
+static json_t *resolve_node(const struct resolve_ctx *ctx, json_t *node, int depth)
+{
+    if (depth > RENDER_MAX_DEPTH) {
+        render_errf(ctx->err, ctx->errlen, "configuration nests deeper than %d levels",
+                    RENDER_MAX_DEPTH);
+        return NULL;
+    }
+    if (json_is_object(node)) {
+        const json_t *id;
+        const char *key;
+        json_t *item;
+        int kind = document_ref(node, &id, ctx->err, ctx->errlen);
+
+        if (kind < 0)
+            return NULL;
+        if (kind == 1) {
+            char *dkey = malloc(strlen("document:") + json_string_length(id) + 1);
+            const json_t *data;
+
+            if (!dkey) {
+                render_errf(ctx->err, ctx->errlen, "out of memory");
+                return NULL;
+            }
+            strcpy(dkey, "document:");
+            strcat(dkey, json_string_value(id));
+            data = json_object_get(ctx->blocks, dkey);
+            free(dkey);
+            if (!data) {
+                render_errf(ctx->err, ctx->errlen,
+                            "block not found: ID '%s' is referenced by the configuration but "
+                            "does not exist; create the block or change the reference",
+                            json_string_value(id));
+                return NULL;
+            }
+            return render_copy(data);
+        }
+        json_object_foreach(node, key, item) {
+            json_t *replacement = resolve_node(ctx, item, depth + 1);
+
+            if (!replacement)
+                return NULL;
+            if (replacement != item && json_object_set_new(node, key, replacement) < 0) {
+                render_errf(ctx->err, ctx->errlen, "out of memory");
+                return NULL;
+            }
+            if (replacement == item)
+                json_decref(replacement);
+        }
+        return json_incref(node);
+    }
+    if (json_is_array(node)) {
+        size_t i;
+        json_t *item;
+
+        json_array_foreach(node, i, item) {
+            json_t *replacement = resolve_node(ctx, item, depth + 1);
+
+            if (!replacement)
+                return NULL;
+            if (replacement != item && json_array_set_new(node, i, replacement) < 0) {
+                render_errf(ctx->err, ctx->errlen, "out of memory");
+                return NULL;
+            }
+            if (replacement == item)
+                json_decref(replacement);
+        }
+        return json_incref(node);
+    }
+    if (json_is_string(node))
+        return resolve_string(ctx, node);
+    return json_incref(node);
+}
+
+int render_resolve_blocks(json_t *config, const json_t *blocks, char *err, size_t errlen)
+{
+    struct resolve_ctx ctx = {.blocks = blocks, .err = err, .errlen = errlen};
+    json_t *empty = NULL;
+    json_t *result;
+    int rc = -1;
+
+    if (!json_is_object(config)) {
+        render_errf(err, errlen, "the configuration must be an object");
+        return -1;
+    }
+    if (!blocks)
+        ctx.blocks = empty = json_object();
+    if (!json_is_object(ctx.blocks)) {
+        render_errf(err, errlen, "block documents must be an object mapping keys to data");
+        goto done;
+    }
+    result = resolve_node(&ctx, config, 0);
+    if (!result)
+        goto done;
+    if (result != config) {
+        /* The whole configuration was a {"$ref": ...} object. */
+        if (!json_is_object(result)) {
+            render_errf(err, errlen, "the configuration resolved to a block whose data is not "
+                        "an object");
+            json_decref(result);
+            goto done;
+        }
+        json_object_clear(config);
+        json_object_update(config, result);
+    }
+    json_decref(result);
+    rc = 0;
+
+done:
+    json_decref(empty);
+    return rc;
+}

@@ -1,0 +1,241 @@
+/*
+ * Placeholder scanning and value lookup with Prefect's rules.
+ *
+ * A placeholder is a match of the regular expression
+ * {{\s*([\w.\-\[\]$]+)\s*}} with Python's Unicode classes for \w and \s,
+ * found left to right without overlaps as re.findall finds them.  Because
+ * the name class, \s and '}' are disjoint, the match at a given start is
+ * unique, so a direct scan gives the same matches as the regex engine.
+ *
+ * render_lookup follows prefect.utilities.collections.get_from_dict: the
+ * path's '[' become '.', ']' are dropped, the result is split on '.'; an
+ * object is indexed by exact key, anything else by int(segment) as Python
+ * indexes lists and strings.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "render.h"
+
+#define BLOCK_PREFIX "prefect.blocks."
+#define VARIABLE_PREFIX "prefect.variables."
+
+static size_t skip_space(const char *text, size_t len, size_t i)
+{
+    while (i < len) {
+        uint32_t cp;
+        size_t n;
+
+        if ((unsigned char)text[i] < 0x80) {
+            if (!render_uc_is_space((unsigned char)text[i]))
+                break;
+            i++;
+            continue;
+        }
+        n = render_utf8_decode(text + i, len - i, &cp);
+        if (!render_uc_is_space(cp))
+            break;
+        i += n;
+    }
+    return i;
+}
+
+static size_t skip_name(const char *text, size_t len, size_t i)
+{
+    while (i < len) {
+        unsigned char c = (unsigned char)text[i];
+        uint32_t cp;
+        size_t n;
+
+        if (c < 0x80) {
+            if (!(render_uc_is_word(c) || c == '.' || c == '-' || c == '[' || c == ']' ||
+                  c == '$'))
+                break;
+            i++;
+            continue;
+        }
+        n = render_utf8_decode(text + i, len - i, &cp);
+        if (!render_uc_is_word(cp))
+            break;
+        i += n;
+    }
+    return i;
+}
+
+static enum render_ph_kind classify(const char *name, size_t len)
+{
+    if (len >= strlen(BLOCK_PREFIX) && memcmp(name, BLOCK_PREFIX, strlen(BLOCK_PREFIX)) == 0)
+        return RENDER_PH_BLOCK;
+    if (len >= strlen(VARIABLE_PREFIX) &&
+        memcmp(name, VARIABLE_PREFIX, strlen(VARIABLE_PREFIX)) == 0)
+        return RENDER_PH_VARIABLE;
+    if (len > 0 && name[0] == '$')
+        return RENDER_PH_ENV;
+    return RENDER_PH_STANDARD;
+}
+
+int render_ph_next(const char *text, size_t len, size_t pos, struct render_ph *ph)
+{
+    while (pos + 1 < len) {
+        const char *brace = memchr(text + pos, '{', len - pos - 1);
+        size_t i;
+        size_t name_start;
+        size_t name_end;
+
+        if (!brace)
+            return 0;
+        i = (size_t)(brace - text);
+        if (text[i + 1] != '{') {
+            pos = i + 1;
+            continue;
+        }
+        name_start = skip_space(text, len, i + 2);
+        name_end = skip_name(text, len, name_start);
+        if (name_end > name_start) {
+            size_t close = skip_space(text, len, name_end);
+            if (close + 1 < len && text[close] == '}' && text[close + 1] == '}') {
+                ph->start = i;
+                ph->end = close + 2;
+                ph->name_start = name_start;
+                ph->name_end = name_end;
+                ph->kind = classify(text + name_start, name_end - name_start);
+                return 1;
+            }
+        }
+        pos = i + 1;
+    }
+    return 0;
+}
+
+/* int(segment) as Python parses it: an optional '-' ('+' and spaces cannot
+ * occur in a name), decimal digits of any script, single '_' between digits.
+ * Returns 0 and the value (saturated, *big set on overflow), or -1. */
+static int parse_python_int(const char *s, size_t len, long long *out, int *big)
+{
+    size_t i = 0;
+    int negative = 0;
+    int digits = 0;
+    int last_underscore = 0;
+    unsigned long long value = 0;
+
+    *big = 0;
+    if (i < len && s[i] == '-') {
+        negative = 1;
+        i++;
+    }
+    while (i < len) {
+        uint32_t cp;
+        size_t n = render_utf8_decode(s + i, len - i, &cp);
+        int d;
+
+        if (cp == '_') {
+            if (!digits || last_underscore)
+                return -1;
+            last_underscore = 1;
+            i += n;
+            continue;
+        }
+        d = render_uc_decimal(cp);
+        if (d < 0)
+            return -1;
+        if (value > (unsigned long long)INT64_MAX / 10)
+            *big = 1;
+        else
+            value = value * 10 + (unsigned)d;
+        if (value > (unsigned long long)INT64_MAX)
+            *big = 1;
+        digits++;
+        last_underscore = 0;
+        i += n;
+    }
+    if (!digits || last_underscore)
+        return -1;
+    *out = *big ? 0 : (negative ? -(long long)value : (long long)value);
+    return 0;
+}
+
+static size_t utf8_count(const char *s, size_t len)
+{
+    size_t count = 0;
+
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80)
+            count++;
+    return count;
+}
+
+/* Index a string by code point, as Python's str[i]. */
+static json_t *string_index(const json_t *value, long long index)
+{
+    const char *s = json_string_value(value);
+    size_t len = json_string_length(value);
+    long long count = (long long)utf8_count(s, len);
+    long long at;
+    size_t i = 0;
+
+    if (index < 0)
+        index += count;
+    if (index < 0 || index >= count)
+        return NULL;
+    for (at = 0; at < index; at++) {
+        uint32_t cp;
+        i += render_utf8_decode(s + i, len - i, &cp);
+    }
+    {
+        uint32_t cp;
+        size_t n = render_utf8_decode(s + i, len - i, &cp);
+        return json_stringn(s + i, n);
+    }
+}
+
+/* One step of get_from_dict; returns a new reference or NULL (unset). */
+static json_t *lookup_step(const json_t *value, const char *seg, size_t seglen)
+{
+    long long index;
+    int big;
+
+    if (json_is_object(value)) {
+        json_t *found = json_object_getn(value, seg, seglen);
+        return found ? json_incref(found) : NULL;
+    }
+    if (!json_is_array(value) && !json_is_string(value))
+        return NULL;
+    if (parse_python_int(seg, seglen, &index, &big) < 0 || big)
+        return NULL;
+    if (json_is_string(value))
+        return string_index(value, index);
+    if (index < 0)
+        index += (long long)json_array_size(value);
+    if (index < 0 || (size_t)index >= json_array_size(value))
+        return NULL;
+    return json_incref(json_array_get(value, (size_t)index));
+}
+
+json_t *render_lookup(const json_t *root, const char *path, size_t len)
+{
+    char small[256];
+    char *seg = small;
+    size_t seglen = 0;
+    json_t *current = json_incref((json_t *)root);
+
+    if (len >= sizeof(small)) {
+        seg = malloc(len + 1);
+        if (!seg) {
+            json_decref(current);
+            return NULL;
+        }
+    }
+    for (size_t i = 0; i <= len && current; i++) {
+        if (i == len || path[i] == '.' || path[i] == '[') {
+            json_t *next = lookup_step(current, seg, seglen);
+            json_decref(current);
+            current = next;
+            seglen = 0;
+        } else if (path[i] != ']') {
+            seg[seglen++] = path[i];
+        }
+    }
+    if (seg != small)
+        free(seg);
+    return current;
+}

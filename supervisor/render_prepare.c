@@ -1,0 +1,503 @@
+/*
+ * The prepare step: what Prefect does between rendering and submission.
+ *
+ * First the rendered dict is read into BaseJobConfiguration (pydantic, lax
+ * mode): command must be a string or null and "" becomes null, env must be
+ * an object whose non-null values become their Python str() text, labels
+ * must be an object of strings, name a string or null; missing fields take
+ * the class defaults.  Then prepare_for_flow_run: env layered under the
+ * settings, PREFECT__FLOW_RUN_ID and the attribution variables with null
+ * values removed, prefect.io/ labels under the rendered labels, the name
+ * rendered once more with {"ctx": {"flow", "flow_run"}} and defaulting to
+ * the flow run's name, and "prefect flow-run execute" as default command.
+ *
+ * The result lists command, env, labels and name first (the class's field
+ * order, as model_dump prints it), then the other fields in template order.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "render.h"
+
+/* Prefect release whose prefect.io/version label is used when the caller
+ * does not give one. */
+#define RENDER_PREFECT_VERSION "3.9.1"
+
+static const char *type_name(const json_t *value)
+{
+    switch (json_typeof(value)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "a value";
+}
+
+/* str(UUID(text)): lowercase, hyphenated.  Accepts the forms Python and
+ * pydantic accept (hyphens, braces, urn:uuid: prefix). */
+static int normalize_uuid(const char *text, char out[37])
+{
+    char hex[33];
+    size_t n = 0;
+    size_t len;
+
+    if (strncasecmp(text, "urn:uuid:", 9) == 0)
+        text += 9;
+    len = strlen(text);
+    if (len >= 2 && text[0] == '{' && text[len - 1] == '}') {
+        text++;
+        len -= 2;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == '-')
+            continue;
+        if (!isxdigit((unsigned char)text[i]) || n >= 32)
+            return -1;
+        hex[n++] = (char)tolower((unsigned char)text[i]);
+    }
+    if (n != 32)
+        return -1;
+    hex[32] = '\0';
+    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+    return 0;
+}
+
+static int get_uuid(const json_t *object, const char *what, const char *key, int required,
+                    char out[37], char *err, size_t errlen)
+{
+    json_t *value = json_object_get(object, key);
+
+    out[0] = '\0';
+    if (!value || json_is_null(value)) {
+        if (required) {
+            render_errf(err, errlen, "%s has no %s", what, key);
+            return -1;
+        }
+        return 0;
+    }
+    if (!json_is_string(value) || normalize_uuid(json_string_value(value), out) < 0) {
+        render_errf(err, errlen, "%s %s is not a UUID", what, key);
+        return -1;
+    }
+    return 0;
+}
+
+static int days_from_civil(int y, int m, int d)
+{
+    y -= m <= 2;
+    int era = (y >= 0 ? y : y - 399) / 400;
+    int yoe = y - era * 400;
+    int doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(long long z, int *y, int *m, int *d)
+{
+    z += 719468;
+    long long era = (z >= 0 ? z : z - 146096) / 146097;
+    long long doe = z - era * 146097;
+    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    long long mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
+static int read_digits(const char **p, int count)
+{
+    int value = 0;
+
+    for (int i = 0; i < count; i++) {
+        if (!isdigit((unsigned char)(*p)[0]))
+            return -1;
+        value = value * 10 + ((*p)[0] - '0');
+        (*p)++;
+    }
+    return value;
+}
+
+/* deployment.updated.astimezone(UTC).isoformat() for the ISO 8601 forms the
+ * API sends ("2026-08-21T12:00:00.123456Z", "+02:00" offsets; more than six
+ * fraction digits are cut as pydantic cuts them; no offset means UTC). */
+static int format_updated(const char *text, char *out, size_t outlen)
+{
+    const char *p = text;
+    int year, mon, day, hour, min, sec = 0, usec = 0, offset = 0;
+    long long days, secs;
+
+    if ((year = read_digits(&p, 4)) < 0 || *p++ != '-' || (mon = read_digits(&p, 2)) < 1 ||
+        mon > 12 || *p++ != '-' || (day = read_digits(&p, 2)) < 1 || day > 31)
+        return -1;
+    if (*p != 'T' && *p != 't' && *p != ' ')
+        return -1;
+    p++;
+    if ((hour = read_digits(&p, 2)) < 0 || hour > 23 || *p++ != ':' ||
+        (min = read_digits(&p, 2)) < 0 || min > 59)
+        return -1;
+    if (*p == ':') {
+        p++;
+        if ((sec = read_digits(&p, 2)) < 0 || sec > 59)
+            return -1;
+        if (*p == '.' || *p == ',') {
+            int n = 0;
+
+            p++;
+            if (!isdigit((unsigned char)*p))
+                return -1;
+            while (isdigit((unsigned char)*p)) {
+                if (n < 6) {
+                    usec = usec * 10 + (*p - '0');
+                    n++;
+                }
+                p++;
+            }
+            for (; n < 6; n++)
+                usec *= 10;
+        }
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p == '-' ? -1 : 1;
+        int oh, om;
+
+        p++;
+        if ((oh = read_digits(&p, 2)) < 0 || oh > 23)
+            return -1;
+        if (*p == ':')
+            p++;
+        if ((om = read_digits(&p, 2)) < 0 || om > 59)
+            return -1;
+        offset = sign * (oh * 3600 + om * 60);
+    }
+    if (*p != '\0')
+        return -1;
+
+    days = days_from_civil(year, mon, day);
+    secs = days * 86400 + hour * 3600 + min * 60 + sec - offset;
+    days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+    secs -= days * 86400;
+    civil_from_days(days, &year, &mon, &day);
+    if (usec)
+        snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00", year, mon, day,
+                 (int)(secs / 3600), (int)(secs % 3600 / 60), (int)(secs % 60), usec);
+    else
+        snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d+00:00", year, mon, day,
+                 (int)(secs / 3600), (int)(secs % 3600 / 60), (int)(secs % 60));
+    return 0;
+}
+
+/* Reads the four base fields as pydantic would; fills the outputs with new
+ * references. */
+static int coerce_base_fields(const json_t *config, json_t **command, json_t **env,
+                              json_t **labels, json_t **name, char *err, size_t errlen)
+{
+    json_t *value;
+    const char *key;
+    json_t *item;
+
+    value = json_object_get(config, "command");
+    if (value && !json_is_null(value) && !json_is_string(value)) {
+        render_errf(err, errlen, "job configuration command must be a string or null, not %s",
+                    type_name(value));
+        return -1;
+    }
+    *command = value && render_truthy(value) ? json_incref(value) : json_null();
+
+    value = json_object_get(config, "name");
+    if (value && !json_is_null(value) && !json_is_string(value)) {
+        render_errf(err, errlen, "job configuration name must be a string or null, not %s",
+                    type_name(value));
+        return -1;
+    }
+    *name = value ? json_incref(value) : json_null();
+
+    value = json_object_get(config, "labels");
+    if (value && !json_is_object(value)) {
+        render_errf(err, errlen, "job configuration labels must be an object, not %s",
+                    type_name(value));
+        return -1;
+    }
+    json_object_foreach(value, key, item) {
+        if (!json_is_string(item)) {
+            render_errf(err, errlen, "job configuration label \"%s\" must be a string, not %s",
+                        key, type_name(item));
+            return -1;
+        }
+    }
+    *labels = value ? json_incref(value) : json_object();
+
+    value = json_object_get(config, "env");
+    if (value && !json_is_object(value)) {
+        render_errf(err, errlen, "job configuration env must be an object, not %s",
+                    type_name(value));
+        return -1;
+    }
+    *env = json_object();
+    if (!*env)
+        return -1;
+    json_object_foreach(value, key, item) {
+        json_t *text;
+
+        if (json_is_null(item) || json_is_string(item)) {
+            text = json_incref(item);
+        } else {
+            char *s = render_pytext(item);
+            text = s ? json_string(s) : NULL;
+            free(s);
+        }
+        if (!text || json_object_set_new(*env, key, text) < 0) {
+            render_errf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int set_string(json_t *object, const char *key, const char *value)
+{
+    return json_object_set_new(object, key, json_string(value));
+}
+
+static int build_env(json_t *env_out, const struct render_context *ctx, const char *run_id,
+                     const json_t *config_env, char *err, size_t errlen)
+{
+    char flow_id[37];
+    char deployment_id[37];
+    json_t *value;
+    const char *key;
+    json_t *item;
+    void *iter;
+    int rc = 0;
+
+    if (ctx->settings_env && json_is_object(ctx->settings_env))
+        rc |= json_object_update(env_out, (json_t *)ctx->settings_env);
+    rc |= set_string(env_out, "PREFECT__FLOW_RUN_ID", run_id);
+    if (ctx->worker_id)
+        rc |= set_string(env_out, "PREFECT__WORKER_ID", ctx->worker_id);
+    if (ctx->worker_name)
+        rc |= set_string(env_out, "PREFECT__WORKER_NAME", ctx->worker_name);
+    if (get_uuid(ctx->flow_run, "flow run", "flow_id", 0, flow_id, err, errlen) < 0)
+        return -1;
+    if (flow_id[0])
+        rc |= set_string(env_out, "PREFECT__FLOW_ID", flow_id);
+    value = ctx->flow ? json_object_get(ctx->flow, "name") : NULL;
+    if (value && render_truthy(value))
+        rc |= json_object_set(env_out, "PREFECT__FLOW_NAME", value);
+    if (get_uuid(ctx->flow_run, "flow run", "deployment_id", 0, deployment_id, err, errlen) < 0)
+        return -1;
+    if (deployment_id[0])
+        rc |= set_string(env_out, "PREFECT__DEPLOYMENT_ID", deployment_id);
+    value = ctx->deployment ? json_object_get(ctx->deployment, "name") : NULL;
+    if (value && render_truthy(value))
+        rc |= json_object_set(env_out, "PREFECT__DEPLOYMENT_NAME", value);
+    rc |= json_object_update(env_out, (json_t *)config_env);
+    if (rc) {
+        render_errf(err, errlen, "out of memory");
+        return -1;
+    }
+
+    /* Null values remove the key, whichever layer set it. */
+    json_object_foreach_safe(env_out, iter, key, item) {
+        if (json_is_null(item))
+            json_object_del(env_out, key);
+    }
+    return 0;
+}
+
+static int build_labels(json_t *labels_out, const struct render_context *ctx, const char *run_id,
+                        const json_t *run_name, const json_t *config_labels, char *err,
+                        size_t errlen)
+{
+    char id[37];
+    int rc = 0;
+
+    rc |= set_string(labels_out, "prefect.io/flow-run-id", run_id);
+    rc |= json_object_set(labels_out, "prefect.io/flow-run-name", (json_t *)run_name);
+    rc |= set_string(labels_out, "prefect.io/version",
+                     ctx->prefect_version ? ctx->prefect_version : RENDER_PREFECT_VERSION);
+    if (ctx->work_pool_name || ctx->work_pool_id) {
+        if (ctx->work_pool_name)
+            rc |= set_string(labels_out, "prefect.io/work-pool-name", ctx->work_pool_name);
+        if (ctx->work_pool_id)
+            rc |= set_string(labels_out, "prefect.io/work-pool-id", ctx->work_pool_id);
+    }
+    if (ctx->worker_name)
+        rc |= set_string(labels_out, "prefect.io/worker-name", ctx->worker_name);
+    if (ctx->flow) {
+        json_t *name = json_object_get(ctx->flow, "name");
+
+        if (get_uuid(ctx->flow, "flow", "id", 1, id, err, errlen) < 0)
+            return -1;
+        if (!json_is_string(name)) {
+            render_errf(err, errlen, "flow has no name");
+            return -1;
+        }
+        rc |= set_string(labels_out, "prefect.io/flow-id", id);
+        rc |= json_object_set(labels_out, "prefect.io/flow-name", name);
+    }
+    if (ctx->deployment) {
+        json_t *name = json_object_get(ctx->deployment, "name");
+        json_t *updated = json_object_get(ctx->deployment, "updated");
+
+        if (get_uuid(ctx->deployment, "deployment", "id", 1, id, err, errlen) < 0)
+            return -1;
+        if (!json_is_string(name)) {
+            render_errf(err, errlen, "deployment has no name");
+            return -1;
+        }
+        rc |= set_string(labels_out, "prefect.io/deployment-id", id);
+        rc |= json_object_set(labels_out, "prefect.io/deployment-name", name);
+        if (updated && !json_is_null(updated)) {
+            char text[64];
+
+            if (!json_is_string(updated) ||
+                format_updated(json_string_value(updated), text, sizeof(text)) < 0) {
+                render_errf(err, errlen, "deployment updated is not an ISO 8601 date and time");
+                return -1;
+            }
+            rc |= set_string(labels_out, "prefect.io/deployment-updated", text);
+        }
+    }
+    rc |= json_object_update(labels_out, (json_t *)config_labels);
+    if (rc) {
+        render_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* The name rendered with ctx values; returns a new reference. */
+static json_t *render_name(const struct render_context *ctx, json_t *name, const json_t *run_name,
+                           char *err, size_t errlen)
+{
+    json_t *values = NULL;
+    json_t *inner = NULL;
+    json_t *rendered = NULL;
+
+    if (render_truthy(name)) {
+        json_t *flow = ctx->flow ? (json_t *)ctx->flow : NULL;
+
+        inner = json_object();
+        values = json_object();
+        if (!inner || !values ||
+            json_object_set_new(inner, "flow", flow ? json_incref(flow) : json_object()) < 0 ||
+            json_object_set(inner, "flow_run", (json_t *)ctx->flow_run) < 0 ||
+            json_object_set(values, "ctx", inner) < 0) {
+            render_errf(err, errlen, "out of memory");
+            goto fail;
+        }
+        if (render_apply_values(name, values, ctx->environ_lookup, ctx->environ_arg, &rendered,
+                                err, errlen) < 0)
+            goto fail;
+    }
+    if (!rendered)
+        rendered = json_incref(name);
+    if (!render_truthy(rendered)) {
+        json_decref(rendered);
+        rendered = json_incref((json_t *)run_name);
+    }
+    json_decref(values);
+    json_decref(inner);
+    return rendered;
+
+fail:
+    json_decref(values);
+    json_decref(inner);
+    return NULL;
+}
+
+int render_prepare(json_t *config, const struct render_context *ctx, char *err, size_t errlen)
+{
+    json_t *command = NULL, *env = NULL, *labels = NULL, *name = NULL;
+    json_t *final_env = NULL, *final_labels = NULL, *final_name = NULL;
+    json_t *result = NULL;
+    const json_t *run_name;
+    char run_id[37];
+    const char *key;
+    json_t *item;
+    int rc = -1;
+
+    if (!json_is_object(config)) {
+        render_errf(err, errlen, "the configuration must be an object");
+        return -1;
+    }
+    if (!ctx || !json_is_object(ctx->flow_run)) {
+        render_errf(err, errlen, "the flow run must be an object");
+        return -1;
+    }
+    if ((ctx->flow && !json_is_object(ctx->flow)) ||
+        (ctx->deployment && !json_is_object(ctx->deployment))) {
+        render_errf(err, errlen, "the flow and the deployment must be objects");
+        return -1;
+    }
+    if (get_uuid(ctx->flow_run, "flow run", "id", 1, run_id, err, errlen) < 0)
+        return -1;
+    run_name = json_object_get(ctx->flow_run, "name");
+    if (!json_is_string(run_name)) {
+        render_errf(err, errlen, "flow run name must be a string");
+        return -1;
+    }
+    if (coerce_base_fields(config, &command, &env, &labels, &name, err, errlen) < 0)
+        goto done;
+
+    final_env = json_object();
+    final_labels = json_object();
+    if (!final_env || !final_labels) {
+        render_errf(err, errlen, "out of memory");
+        goto done;
+    }
+    if (build_env(final_env, ctx, run_id, env, err, errlen) < 0 ||
+        build_labels(final_labels, ctx, run_id, run_name, labels, err, errlen) < 0)
+        goto done;
+    final_name = render_name(ctx, name, run_name, err, errlen);
+    if (!final_name)
+        goto done;
+    if (!render_truthy(command)) {
+        json_decref(command);
+        command = json_string("prefect flow-run execute");
+    }
+
+    result = json_object();
+    if (!result || json_object_set(result, "command", command) < 0 ||
+        json_object_set(result, "env", final_env) < 0 ||
+        json_object_set(result, "labels", final_labels) < 0 ||
+        json_object_set(result, "name", final_name) < 0) {
+        render_errf(err, errlen, "out of memory");
+        goto done;
+    }
+    json_object_foreach(config, key, item) {
+        if (json_object_get(result, key))
+            continue;
+        if (json_object_set(result, key, item) < 0) {
+            render_errf(err, errlen, "out of memory");
+            goto done;
+        }
+    }
+    json_object_clear(config);
+    if (json_object_update(config, result) < 0) {
+        render_errf(err, errlen, "out of memory");
+        goto done;
+    }
+    rc = 0;
+
+done:
+    json_decref(command);
+    json_decref(env);
+    json_decref(labels);
+    json_decref(name);
+    json_decref(final_env);
+    json_decref(final_labels);
+    json_decref(final_name);
+    json_decref(result);
+    return rc;
+}
