@@ -40,6 +40,11 @@ extern "C" {
 #define DROVER_MAX_INVENTORY    4096u
 #define DROVER_MAX_CAPACITY     65535u
 #define DROVER_MAX_GRACE        86400u  /* seconds */
+#define DROVER_MIN_PING_INTERVAL_MS 100u
+#define DROVER_MAX_PING_INTERVAL_MS 600000u
+#define DROVER_MAX_LIVENESS_MS      3600000u
+#define DROVER_MAX_NESTING      32u     /* msgpack arrays and maps, the message array is level 1 */
+#define DROVER_MAX_JSON_DEPTH   128u    /* arrays and objects in schema and config */
 
 /* Stable message numbers.  A retired number is never reused. */
 enum drover_msg_type {
@@ -178,11 +183,21 @@ struct drover_msg {
 /* Returns the upper-case name of a message type ("HELLO"), or "UNKNOWN". */
 const char *drover_msg_type_name(int type);
 
+/* Returns a lower-case name of an enum drover_decode_result ("malformed"),
+ * for logs and counters. */
+const char *drover_decode_result_name(int result);
+
+/* Returns 1 when s is a flow run id in canonical form (36 characters,
+ * lowercase hexadecimal digits and hyphens in 8-4-4-4-12 groups), else 0. */
+int drover_uuid_valid(const char *s);
+
 /* Decodes one body frame into *out.  On success returns DROVER_DECODE_OK and
  * out owns its strings.  On failure returns a negative drover_decode_result,
  * leaves *out cleared and writes a one-line reason naming the field into err.
- * For DROVER_DECODE_VERSION and DROVER_DECODE_UNKNOWN, *version_out and
- * out->type hold what the peer sent when version_out is non-NULL. */
+ * For DROVER_DECODE_VERSION and DROVER_DECODE_UNKNOWN, out->type and (when
+ * version_out is non-NULL) *version_out hold what the peer sent, clamped to
+ * INT_MAX; nothing else in *out is set, so drover_msg_clear() is optional.
+ * data may be freed as soon as the call returns. */
 int drover_msg_decode(const void *data, size_t len, struct drover_msg *out,
                       int *version_out, char *err, size_t errlen);
 
@@ -196,7 +211,10 @@ int drover_msg_encode(const struct drover_msg *m, char **buf, size_t *len,
 void drover_msg_clear(struct drover_msg *m);
 
 /* One encode/decode pair per message type.  Each encoder checks the limits of
- * its own fields; each decoder expects a frame of exactly that type. */
+ * its own fields; each decoder expects a frame of exactly that type and
+ * returns DROVER_DECODE_MALFORMED for a valid frame of another type.  A
+ * decoded struct is released by putting it into a struct drover_msg of its
+ * type and calling drover_msg_clear(). */
 int drover_hello_encode(const struct drover_hello *m, char **buf, size_t *len, char *err, size_t errlen);
 int drover_hello_decode(const void *data, size_t len, struct drover_hello *m, char *err, size_t errlen);
 int drover_welcome_encode(const struct drover_welcome *m, char **buf, size_t *len, char *err, size_t errlen);
