@@ -193,6 +193,7 @@ MESSAGE_CLASSES: Dict[int, Type[Any]] = {
 }
 
 TYPE_NAMES: Dict[int, str] = {num: cls.__name__.upper() for num, cls in MESSAGE_CLASSES.items()}
+TYPE_NAMES_REVERSED: Dict[str, int] = {name: num for num, name in TYPE_NAMES.items()}
 
 
 def type_name(msg_type: int) -> str:
@@ -454,7 +455,8 @@ _SPECS: Dict[int, Any] = {
 }
 
 
-def _field_names(cls: Type[Any]) -> List[str]:
+def field_names(cls: Type[Any]) -> List[str]:
+    """Return the names of a message class's fields in wire order."""
     return [f for f in cls.__dataclass_fields__ if f != "TYPE"]
 
 
@@ -471,7 +473,7 @@ def encode(msg: Any) -> bytes:
     checker = _SPECS.get(getattr(cls, "TYPE", None)) if cls in MESSAGE_CLASSES.values() else None
     if checker is None:
         raise ProtocolError(f"cannot encode {cls.__name__}: not a protocol message")
-    values = [getattr(msg, name) for name in _field_names(cls)]
+    values = [getattr(msg, name) for name in field_names(cls)]
     checked = checker(values)
     if cls is Hello:
         checked[6] = [[e.flow_run_id, e.identifier, e.exited, e.code] for e in checked[6]]
@@ -512,7 +514,7 @@ def decode(data: bytes, expect: Optional[Type[Any]] = None) -> Any:
     if expect is not None and cls is not expect:
         raise ProtocolError(f"type: expected {type_name(expect.TYPE)}, got {type_name(msg_type)}")
 
-    names = _field_names(cls)
+    names = field_names(cls)
     fields = items[2:]
     if len(fields) != len(names):
         raise ProtocolError(f"{type_name(msg_type)}: expected {len(names)} fields, "
