@@ -32,6 +32,7 @@ struct http_req {
     int              max_attempts;
     int              attempts;
     int64_t          due_ms;        /* when a retry may start; 0 = in flight */
+    int64_t          started_ms;    /* start of the current attempt */
     http_done_fn     done;
     void            *arg;
     char            *resp;
@@ -261,6 +262,7 @@ http_start(struct http *h, struct http_req *r)
     r->errbuf[0] = '\0';
     r->attempts++;
     r->due_ms = 0;
+    r->started_ms = util_now_ms();
 
     curl_easy_setopt(e, CURLOPT_URL, r->url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
@@ -383,7 +385,9 @@ http_transient(long status)
 }
 
 /* Schedules another attempt: Retry-After when the server sent one, else
- * 1, 2, 4 ... 30 s with up to 20 % jitter added. */
+ * 0.25, 0.5, 1, 2 ... 30 s with up to 20 % jitter added.  The short first
+ * delays suit the 503 a SQLite-backed server answers while its database is
+ * locked, which clears within milliseconds. */
 static void
 http_schedule_retry(struct http *h, struct http_req *r)
 {
@@ -392,9 +396,9 @@ http_schedule_retry(struct http *h, struct http_req *r)
     if (r->retry_after_s >= 0) {
         delay_ms = r->retry_after_s * 1000;
     } else {
-        int shift = r->attempts - 1 < 5 ? r->attempts - 1 : 5;
+        int shift = r->attempts - 1 < 7 ? r->attempts - 1 : 7;
 
-        delay_ms = (int64_t)1000 << shift;
+        delay_ms = (int64_t)250 << shift;
         if (delay_ms > 30000)
             delay_ms = 30000;
     }
@@ -425,6 +429,9 @@ http_finish(struct http *h, struct http_req *r, CURLcode rc)
         return;
     }
 
+    if (log_enabled(LOG_DEBUG))
+        log_debug("event=http_done method=%s url=%s status=%ld ms=%lld attempts=%d", r->method,
+                  r->url, status, (long long)(util_now_ms() - r->started_ms), r->attempts);
     resp.status = status;
     resp.body = r->resp ? r->resp : "";
     resp.len = r->resp_len;

@@ -20,6 +20,7 @@
 #include <zmq.h>
 
 #include "drover/version.h"
+#include "cache.h"
 #include "log.h"
 #include "render.h"
 #include "util.h"
@@ -528,6 +529,7 @@ cmd_worker_start(int argc, char **argv)
 
     peers_close(&w);
     runs_free_all(&w);
+    cache_free_all(&w);
     peers_free_all(&w);
     http_free(&w.http);
     json_decref(w.pool);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <stdint.h>
 
+#include "cache.h"
 #include "log.h"
 #include "prefect.h"
 #include "render.h"
@@ -299,7 +300,9 @@ run_claimed(struct worker *w, void *arg, long status, json_t *body, const char *
     run_fetch(w, r);
 }
 
-void
+/* Claims a polled run unless it is known or no slot is free.  Returns 0
+ * when a claim was sent, -1 otherwise. */
+int
 runs_offer(struct worker *w, json_t *flow_run)
 {
     const char *id = json_string_value(json_object_get(flow_run, "id"));
@@ -308,14 +311,14 @@ runs_offer(struct worker *w, json_t *flow_run)
 
     if (id == NULL || strlen(id) != DROVER_UUID_LEN) {
         log_warn("event=poll_bad_run reason=\"flow run without a valid id\"");
-        return;
+        return -1;
     }
     if (runs_find(w, id))
-        return;
+        return -1;
     if (worker_free_slots(w) == 0)
-        return;
+        return -1;
     if ((r = run_new(w, id)) == NULL)
-        return;
+        return -1;
     r->flow_run = json_incref(flow_run);
     r->name = name ? strdup(name) : NULL;
     r->holds_slot = 1;
@@ -325,7 +328,9 @@ runs_offer(struct worker *w, json_t *flow_run)
     if (prefect_set_state(w, r->id, "PENDING", "Pending", NULL, 0, 3, run_claimed, r) == -1) {
         r->refs--;
         run_drop(w, r);
+        return -1;
     }
+    return 0;
 }
 
 /* ---- fetch deployment and flow ------------------------------------- */
@@ -384,13 +389,15 @@ run_fetch(struct worker *w, struct run *r)
     char path[128];
 
     run_enter(w, r, RUN_FETCHING);
-    r->waiting = 0;
     r->failed = 0;
+    /* One extra count keeps a reply served from the cache, which arrives
+     * before cache_get returns, from finishing the step early. */
+    r->waiting = 1;
     if (deployment_id && strlen(deployment_id) == DROVER_UUID_LEN) {
         snprintf(path, sizeof path, "/deployments/%s", deployment_id);
         r->waiting++;
         r->refs++;
-        if (prefect_call(w, "GET", path, NULL, 5, run_got_deployment, r) == -1) {
+        if (cache_get(w, path, run_got_deployment, r) == -1) {
             r->waiting--;
             r->refs--;
             r->failed = 1;
@@ -400,13 +407,13 @@ run_fetch(struct worker *w, struct run *r)
         snprintf(path, sizeof path, "/flows/%s", flow_id);
         r->waiting++;
         r->refs++;
-        if (prefect_call(w, "GET", path, NULL, 5, run_got_flow, r) == -1) {
+        if (cache_get(w, path, run_got_flow, r) == -1) {
             r->waiting--;
             r->refs--;
             r->failed = 1;
         }
     }
-    if (r->waiting == 0)
+    if (--r->waiting == 0)
         run_fetched(w, r);
 }
 

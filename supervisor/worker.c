@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -388,6 +389,8 @@ worker_started(struct worker *w)
 static void
 worker_polled(struct worker *w, void *arg, long status, json_t *body, const char *error)
 {
+    size_t requested = (size_t)(uintptr_t)arg;
+    size_t offered = 0;
     size_t i;
     json_t *item;
 
@@ -410,8 +413,13 @@ worker_polled(struct worker *w, void *arg, long status, json_t *body, const char
             continue;
         if (worker_free_slots(w) == 0)
             break;
-        runs_offer(w, fr);
+        offered += runs_offer(w, fr) == 0;
     }
+    /* A full page means more runs are waiting: ask again without waiting
+     * for the next interval (runs claimed meanwhile are skipped). */
+    if (json_array_size(body) >= requested && offered == requested && worker_free_slots(w) > 0 &&
+        !w->cfg.run_once)
+        w->next_poll_ms = util_now_ms();
 }
 
 static void
@@ -437,7 +445,8 @@ worker_poll(struct worker *w)
                      "limit", (int)slots);
     w->poll_busy = 1;
     w->run_once_polled = 1;
-    if (body == NULL || prefect_call(w, "POST", path, body, 1, worker_polled, NULL) == -1)
+    if (body == NULL ||
+        prefect_call(w, "POST", path, body, 1, worker_polled, (void *)(uintptr_t)slots) == -1)
         w->poll_busy = 0;
 }
 
@@ -487,6 +496,7 @@ worker_timers(struct worker *w, int64_t now)
             worker_sync(w);
     }
     if (w->stopping == 0 && w->synced && w->pool && now >= w->next_poll_ms &&
+        json_object_size(json_object_get(w->pool, "base_job_template")) > 0 &&
         !(w->cfg.run_once && w->run_once_polled)) {
         w->next_poll_ms = now + util_jittered((int64_t)(w->cfg.query_s * 1000), 0.1);
         worker_poll(w);

@@ -57,6 +57,8 @@ struct worker_config {
 
 enum peer_state { PEER_LIVE, PEER_GONE };
 
+struct cache_entry;
+
 struct peer {
     struct peer    *next;
     void           *sock;         /* the socket its session runs on */
@@ -157,6 +159,7 @@ struct worker {
     uint64_t       dropped_logs;
 
     int            sigpipe[2];
+    struct cache_entry *cache;       /* deployments and flows, see cache.h */
 };
 
 /* worker.c */
@@ -171,7 +174,7 @@ int   executor_list(void);
 
 /* runs.c */
 struct run *runs_find(struct worker *w, const char *id);
-void runs_offer(struct worker *w, json_t *flow_run);
+int  runs_offer(struct worker *w, json_t *flow_run);
 void runs_on_started(struct worker *w, struct peer *p, const struct drover_started *m);
 void runs_on_exited(struct worker *w, struct peer *p, const struct drover_exited *m);
 void runs_on_log(struct worker *w, struct peer *p, const struct drover_log *m);
