@@ -1,7 +1,7 @@
 /*
  * The renderer's canonical JSON text: byte for byte what Python's
  * json.dumps(value, indent=N) prints with its defaults (ensure_ascii=True,
- * so non-ASCII text is written as \uXXXX escapes and astral characters as
+ * so DEL and non-ASCII text are written as \uXXXX escapes and astral characters as
  * surrogate pairs; floats as float.__repr__).
  */
 #include <stdio.h>
@@ -28,7 +28,7 @@ static void append_json_string(struct render_buf *buf, const char *s, size_t len
         case '\b': render_buf_append(buf, "\\b", 2); break;
         case '\f': render_buf_append(buf, "\\f", 2); break;
         default:
-            if (cp < 0x20 || (cp > 0x7F && cp <= 0xFFFF)) {
+            if (cp < 0x20 || (cp >= 0x7F && cp <= 0xFFFF)) {
                 snprintf(esc, sizeof(esc), "\\u%04x", (unsigned)cp);
                 render_buf_append(buf, esc, 6);
             } else if (cp > 0xFFFF) {
