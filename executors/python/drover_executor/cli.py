@@ -10,7 +10,8 @@ from typing import List, Optional, Type
 import zmq
 
 from . import codec
-from .executor import SOFTWARE, Executor, configure_logging, default_executor_id
+from .executor import (SOFTWARE, Executor, configure_logging, default_executor_id,
+                       default_state_dir)
 
 
 def build_parser(executor_cls: Type[Executor]) -> argparse.ArgumentParser:
@@ -27,7 +28,8 @@ def build_parser(executor_cls: Type[Executor]) -> argparse.ArgumentParser:
                              "for example ipc:///run/drover/pool.sock or tcp://127.0.0.1:5555")
     parser.add_argument("--id", metavar="ID", dest="executor_id",
                         help="executor id, 1 to 128 characters of [A-Za-z0-9._:-], unique "
-                             "per supervisor and kept across restarts (default: TYPE-HOSTNAME)")
+                             "per supervisor (default: TYPE-HOSTNAME-PID; give a stable id to "
+                             "re-adopt runs after a restart)")
     default_capacity = executor_cls.default_capacity or "4 per online CPU"
     parser.add_argument("--capacity", metavar="N", type=int,
                         help=f"maximum number of runs in flight, 1 to {codec.MAX_CAPACITY} "
@@ -35,9 +37,9 @@ def build_parser(executor_cls: Type[Executor]) -> argparse.ArgumentParser:
     parser.add_argument("--describe", action="store_true",
                         help="print the declared job configuration schema as JSON and exit")
     parser.add_argument("--state-dir", metavar="DIR",
-                        help="directory that keeps the runs across restarts of the executor, "
-                             "in a subdirectory per executor id, so their exit is still "
-                             "reported (default: keep them in memory only)")
+                        help="directory that keeps the run records, in DIR/ID, so a restarted "
+                             "executor still reports its runs (default: $XDG_RUNTIME_DIR/drover, "
+                             "else /tmp/drover-UID)")
     parser.add_argument("--trace", action="store_true",
                         help="log every protocol message sent and received")
     parser.add_argument("--version", action="version", version=SOFTWARE)
@@ -62,7 +64,7 @@ def main(executor_cls: Type[Executor], argv: Optional[List[str]] = None) -> int:
     try:
         return executor.serve(args.connect, args.executor_id or
                               default_executor_id(executor_cls.type), args.capacity,
-                              state_dir=args.state_dir, trace=args.trace)
+                              state_dir=args.state_dir or default_state_dir(), trace=args.trace)
     except (ValueError, zmq.ZMQError) as exc:
         print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 1

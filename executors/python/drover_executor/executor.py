@@ -825,14 +825,23 @@ def _exc_text(exc: BaseException) -> str:
 
 
 def default_executor_id(executor_type: str) -> str:
-    """Return "<type>-<hostname>", with characters outside [A-Za-z0-9._:-] replaced by "_".
+    """Return "<type>-<hostname>-<pid>" as the C SDK builds it.
 
-    The id stays the same across restarts, so a restarted executor finds its
-    state directory and the supervisor gives it back its runs.
+    Characters of the host name outside [A-Za-z0-9.-] become "_", and at
+    most 64 of them are used.  A restarted executor re-adopts its runs only
+    with a stable id, so long-running deployments should pass --id.
     """
-    host = "".join(c if c.isascii() and (c.isalnum() or c in "._:-") else "_"
-                   for c in socket.gethostname())
-    return f"{executor_type}-{host}"[:codec.MAX_NAME]
+    host = "".join(c if c.isascii() and (c.isalnum() or c in ".-") else "_"
+                   for c in socket.gethostname()[:64])
+    return f"{executor_type}-{host or 'host'}-{os.getpid()}"[:codec.MAX_NAME]
+
+
+def default_state_dir() -> str:
+    """Return $XDG_RUNTIME_DIR/drover when that is an absolute path, else /tmp/drover-<uid>."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime.startswith("/"):
+        return os.path.join(runtime, "drover")
+    return f"/tmp/drover-{os.getuid()}"
 
 
 def configure_logging(stream: Any = None) -> None:
