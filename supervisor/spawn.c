@@ -6,7 +6,8 @@
  */
 #include <errno.h>
 #include <signal.h>
-#include <spawn.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,7 @@ struct local_executor {
     int64_t restart_at_ms;  /* when to start again; 0 = now */
     int     failures;
     char    id[DROVER_MAX_NAME + 1];
-    char    state_dir[512];
+    char    state_dir[512];   /* executors keep their runs in state_dir/<id> */
 };
 
 static struct local_executor locals[WORKER_MAX_LOCAL];
@@ -89,7 +90,7 @@ spawn_init(struct worker *w)
         snprintf(id, sizeof id, "%.60s-%.40s-%d", w->name, w->type, i + 1);
         spawn_sanitize(id);
         util_strlcpy(l->id, id, sizeof l->id);
-        if ((size_t)snprintf(l->state_dir, sizeof l->state_dir, "%s/%s/%s", base, pool, id) >=
+        if ((size_t)snprintf(l->state_dir, sizeof l->state_dir, "%s/%s", base, pool) >=
             sizeof l->state_dir) {
             log_error("event=state_dir_too_long base=%s", base);
             return -1;
@@ -104,12 +105,62 @@ spawn_init(struct worker *w)
     return 0;
 }
 
+/* Starts program in a child that gets SIGTERM when the supervisor dies,
+ * even by SIGKILL: it then says GOODBYE and leaves its runs to the
+ * executor the next supervisor starts.  Returns 0 or an errno value. */
+static int
+spawn_exec(const char *program, char *const argv[], pid_t *pid_out)
+{
+    pid_t parent = getpid();
+    pid_t pid;
+    int fds[2], err = 0;
+
+    if (pipe(fds) == -1)
+        return errno;
+    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+    if ((pid = fork()) == -1) {
+        err = errno;
+        close(fds[0]);
+        close(fds[1]);
+        return err;
+    }
+    if (pid == 0) {
+        sigset_t none;
+
+        close(fds[0]);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGCHLD, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)   /* the supervisor died before prctl took effect */
+            _exit(127);
+        execve(program, argv, environ);
+        err = errno;
+        (void)!write(fds[1], &err, sizeof err);
+        _exit(127);
+    }
+    close(fds[1]);
+    /* The pipe closes on a successful exec, or carries exec's errno. */
+    if (read(fds[0], &err, sizeof err) != (ssize_t)sizeof err)
+        err = 0;
+    close(fds[0]);
+    if (err != 0) {
+        waitpid(pid, NULL, 0);
+        return err;
+    }
+    *pid_out = pid;
+    return 0;
+}
+
 static void
 spawn_start(struct worker *w, struct local_executor *l)
 {
     const char *argv[12];
     int argc = 0;
-    pid_t pid;
+    pid_t pid = 0;
     int rc;
 
     argv[argc++] = w->cfg.executor_program;
@@ -123,7 +174,7 @@ spawn_start(struct worker *w, struct local_executor *l)
         argv[argc++] = "--trace";
     argv[argc] = NULL;
 
-    rc = posix_spawn(&pid, w->cfg.executor_program, NULL, NULL, (char *const *)argv, environ);
+    rc = spawn_exec(w->cfg.executor_program, (char *const *)argv, &pid);
     if (rc != 0) {
         l->failures++;
         l->restart_at_ms = util_now_ms() + 1000;
