@@ -127,9 +127,20 @@ def _make_config_class(settings_env: dict, captured: list):
 
 
 async def _validate(case: dict) -> None:
-    from prefect.server.api.validation import _validate_work_pool_job_variables
+    import prefect.server.api.validation as validation
 
-    await _validate_work_pool_job_variables(
+    blocks = (case.get("values") or {}).get("blocks") or {}
+
+    async def hydrate(variable, session):
+        # The server reads the referenced block document from its database.
+        ref = variable.get("$ref", {})
+        block_id = ref.get("block_document_id")
+        if block_id is None:
+            return None
+        return copy.deepcopy(blocks[f"document:{block_id}"])
+
+    validation._resolve_default_reference = hydrate
+    await validation._validate_work_pool_job_variables(
         None,
         "pool",
         case["template"],
@@ -161,7 +172,7 @@ async def _render(case: dict) -> Any:
                                                    "flow_id": DUMMY_FLOW_ID})
         if prepare and "deployment" not in case:
             raise AssertionError("a prepared case with deployment variables needs deployment.json")
-        dep_json["job_variables"] = copy.deepcopy(case.get("deployment_vars"))
+        dep_json["job_variables"] = copy.deepcopy(case.get("deployment_vars") or {})
         deployment = DeploymentResponse.model_validate(dep_json)
 
     if prepare and "work_pool" not in case:
