@@ -418,6 +418,36 @@ static void loop_count_malformed(struct drover_executor *ex, const char *what, c
                  what, size, reason, ex->malformed);
 }
 
+/* A JOB whose config the decoder rejected (invalid JSON, too deep, ...)
+ * still names its run: answer it with EXITED and the decoder's reason, so
+ * the run fails at once instead of waiting for the inventory check.  Only
+ * [1, 4, <flow run id>, <anything>] qualifies, and never a run already held. */
+static void loop_answer_bad_job(struct drover_executor *ex, const void *data, size_t size, const char *reason)
+{
+    msgpack_unpacked u;
+    char id[DROVER_UUID_LEN + 1] = "", text[DROVER_MAX_REASON];
+    const msgpack_object *a;
+    struct drover_run *run;
+
+    msgpack_unpacked_init(&u);
+    if (msgpack_unpack_next(&u, data, size, NULL) == MSGPACK_UNPACK_SUCCESS &&
+        u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size == 4) {
+        a = u.data.via.array.ptr;
+        if (a[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER && a[0].via.u64 == DROVER_PROTOCOL_VERSION &&
+            a[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER && a[1].via.u64 == DROVER_MSG_JOB &&
+            a[2].type == MSGPACK_OBJECT_STR && a[2].via.str.size == DROVER_UUID_LEN)
+            memcpy(id, a[2].via.str.ptr, DROVER_UUID_LEN);
+    }
+    msgpack_unpacked_destroy(&u);
+    if (!sdk_valid_flow_run_id(id) || sdk_run_find(ex, id))
+        return;
+    run = sdk_run_new(ex, id);
+    if (!run)
+        return;
+    snprintf(text, sizeof text, "invalid job configuration: %s", reason);
+    loop_job_fail(ex, run, text);
+}
+
 /* A supervisor of another protocol version answers HELLO with a REJECT of
  * its own version, [version, 3, reason]: any such answer ends the executor,
  * since a new HELLO would get the same one. */
@@ -459,8 +489,9 @@ static void loop_dispatch(struct drover_executor *ex, const void *data, size_t s
         return;
     }
     if (rc != DROVER_DECODE_OK) {
-        static const char *const kinds[] = {"ok", "malformed", "version", "unknown", "too_large"};
-        loop_count_malformed(ex, kinds[-rc <= 4 ? -rc : 1], err, size);
+        loop_count_malformed(ex, drover_decode_result_name(rc), err, size);
+        if (rc == DROVER_DECODE_MALFORMED && ex->conn == SDK_READY)
+            loop_answer_bad_job(ex, data, size, err);
         return;
     }
     loop_trace(ex, 0, m.type, size);

@@ -377,20 +377,24 @@ static int runs_parse_state(const char *name)
 static void runs_recover_one(struct drover_executor *ex, const char *path)
 {
     json_error_t jerr;
-    json_t *rec = json_load_file(path, 0, &jerr);
+    json_t *rec;
     const char *id = NULL, *identifier = "", *state = NULL, *error = NULL;
+    json_t *error_value = NULL;
     json_int_t code = 0;
     int acked = 0, st;
     struct drover_run *run;
     char err[DROVER_MAX_REASON] = "";
 
-    if (!rec || json_unpack_ex(rec, &jerr, 0, "{s:s, s?s, s:s, s?I, s?b, s?z}", "flow_run_id", &id,
+    memset(&jerr, 0, sizeof jerr);
+    rec = json_load_file(path, 0, &jerr);
+    if (!rec || json_unpack_ex(rec, &jerr, 0, "{s:s, s?s, s:s, s?I, s?b, s?o}", "flow_run_id", &id,
                                "identifier", &identifier, "state", &state, "code", &code,
-                               "started_acked", &acked, "error", &error) < 0 ||
+                               "started_acked", &acked, "error", &error_value) < 0 ||
+        (error_value && !json_is_null(error_value) && !(error = json_string_value(error_value))) ||
         !sdk_valid_flow_run_id(id) || (st = runs_parse_state(state)) < 0 ||
         strlen(identifier) > DROVER_MAX_IDENTIFIER || sdk_run_find(ex, id)) {
         sdk_logf(ex, NULL, "state_record_invalid path=%s error=\"%s\" (ignored; remove the file)",
-                 path, rec ? "unexpected content" : jerr.text);
+                 path, jerr.text[0] ? jerr.text : "unexpected content");
         json_decref(rec);
         return;
     }
