@@ -88,7 +88,7 @@ static const struct codec_field codec_hello_fields[] = {
     FIELD(drover_hello, inventory, CODEC_INVENTORY, 0, DROVER_MAX_INVENTORY),
 };
 
-/* liveness_ms also has to be at least ping_interval_ms: codec_check_welcome. */
+/* codec_check_welcome also requires liveness_ms >= ping_interval_ms. */
 static const struct codec_field codec_welcome_fields[] = {
     FIELD(drover_welcome, supervisor_id, CODEC_TEXT, 1, DROVER_MAX_NAME),
     FIELD(drover_welcome, ping_interval_ms, CODEC_UINT32, DROVER_MIN_PING_INTERVAL_MS, DROVER_MAX_PING_INTERVAL_MS),
