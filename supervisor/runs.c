@@ -807,22 +807,27 @@ run_mark_started(struct worker *w, struct run *r, const char *identifier)
         r->refs--;
 }
 
-static struct run *
-run_of_peer(struct worker *w, struct peer *p, const char *id, const char *what)
+/* Finds the run a message from executor p is about.  Returns 0 with *out
+ * set (NULL when the run is unknown), or -1 when the run belongs to another
+ * executor and the message must be ignored. */
+static int
+run_of_peer(struct worker *w, struct peer *p, const char *id, const char *what, struct run **out)
 {
     struct run *r = runs_find(w, id);
 
+    *out = NULL;
     if (r == NULL) {
         log_warn("executor=%s flow_run=%s event=unknown_run message=%s next=\"acknowledged and ignored\"",
                  p->executor_id, id, what);
-        return NULL;
+        return 0;
     }
     if (r->executor_id == NULL || strcmp(r->executor_id, p->executor_id) != 0) {
         log_warn("executor=%s flow_run=%s event=foreign_run message=%s owner=%s next=ignored",
                  p->executor_id, id, what, r->executor_id ? r->executor_id : "none");
-        return (struct run *)-1;
+        return -1;
     }
-    return r;
+    *out = r;
+    return 0;
 }
 
 static void
@@ -839,9 +844,9 @@ runs_send_ack(struct worker *w, struct peer *p, const char *id, int type)
 void
 runs_on_started(struct worker *w, struct peer *p, const struct drover_started *m)
 {
-    struct run *r = run_of_peer(w, p, m->flow_run_id, "STARTED");
+    struct run *r;
 
-    if (r == (struct run *)-1)
+    if (run_of_peer(w, p, m->flow_run_id, "STARTED", &r) == -1)
         return;
     if (r && r->state == RUN_DISPATCHED)
         run_mark_started(w, r, m->identifier);
@@ -890,9 +895,9 @@ run_exited(struct worker *w, struct run *r, int64_t code, const char *error)
 void
 runs_on_exited(struct worker *w, struct peer *p, const struct drover_exited *m)
 {
-    struct run *r = run_of_peer(w, p, m->flow_run_id, "EXITED");
+    struct run *r;
 
-    if (r == (struct run *)-1)
+    if (run_of_peer(w, p, m->flow_run_id, "EXITED", &r) == -1)
         return;
     if (r == NULL) {
         runs_send_ack(w, p, m->flow_run_id, DROVER_MSG_EXITED);
@@ -915,7 +920,8 @@ runs_on_log(struct worker *w, struct peer *p, const struct drover_log *m)
     if (r == NULL || r->executor_id == NULL || strcmp(r->executor_id, p->executor_id) != 0)
         return;
     util_iso_time(stamp, sizeof stamp, 0);
-    runs_queue_log(w, r->id, m->stream == DROVER_STREAM_STDERR ? 20 : 20, m->line, stamp);
+    /* Both streams log at INFO: Python programs write ordinary logs to stderr. */
+    runs_queue_log(w, r->id, 20, m->line, stamp);
 }
 
 /* ---- executors coming and going ------------------------------------ */
