@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <msgpack.h>
 #include <zmq.h>
 
 #include "drover/version.h"
@@ -418,27 +417,92 @@ static void loop_count_malformed(struct drover_executor *ex, const char *what, c
                  what, size, reason, ex->malformed);
 }
 
+/* Minimal readers for the envelope of a frame the codec rejected.  They
+ * never allocate, so a frame that claims a huge array cannot exhaust
+ * memory.  Each returns the position after the value, or NULL. */
+static const unsigned char *loop_peek_uint(const unsigned char *p, const unsigned char *end, uint64_t *v)
+{
+    size_t n;
+
+    if (p >= end)
+        return NULL;
+    if (*p <= 0x7f) {
+        *v = *p;
+        return p + 1;
+    }
+    switch (*p) {
+    case 0xcc: n = 1; break;
+    case 0xcd: n = 2; break;
+    case 0xce: n = 4; break;
+    case 0xcf: n = 8; break;
+    default: return NULL;
+    }
+    if ((size_t)(end - p) < n + 1)
+        return NULL;
+    *v = 0;
+    for (size_t i = 1; i <= n; i++)
+        *v = (*v << 8) | p[i];
+    return p + 1 + n;
+}
+
+static const unsigned char *loop_peek_str(const unsigned char *p, const unsigned char *end,
+                                          const char **str, size_t *len)
+{
+    size_t head;
+
+    if (p >= end)
+        return NULL;
+    if ((*p & 0xe0) == 0xa0) {
+        *len = *p & 0x1f;
+        head = 1;
+    } else if (*p == 0xd9 && end - p >= 2) {
+        *len = p[1];
+        head = 2;
+    } else if (*p == 0xda && end - p >= 3) {
+        *len = ((size_t)p[1] << 8) | p[2];
+        head = 3;
+    } else if (*p == 0xdb && end - p >= 5) {
+        *len = ((size_t)p[1] << 24) | ((size_t)p[2] << 16) | ((size_t)p[3] << 8) | p[4];
+        head = 5;
+    } else {
+        return NULL;
+    }
+    if ((size_t)(end - p) - head < *len)
+        return NULL;
+    *str = (const char *)p + head;
+    return p + head + *len;
+}
+
+/* Reads [version, type, str, ...] of a frame with n elements (fixarray). */
+static int loop_peek_envelope(const void *data, size_t size, unsigned n, uint64_t *version,
+                              uint64_t *type, const char **str, size_t *len)
+{
+    const unsigned char *p = data, *end = p + size;
+
+    if (size < 1 || *p != (0x90 | n))
+        return -1;
+    p = loop_peek_uint(p + 1, end, version);
+    p = p ? loop_peek_uint(p, end, type) : NULL;
+    p = p ? loop_peek_str(p, end, str, len) : NULL;
+    return p ? 0 : -1;
+}
+
 /* A JOB whose config the decoder rejected (invalid JSON, too deep, ...)
  * still names its run: answer it with EXITED and the decoder's reason, so
  * the run fails at once instead of waiting for the inventory check.  Only
  * [1, 4, <flow run id>, <anything>] qualifies, and never a run already held. */
 static void loop_answer_bad_job(struct drover_executor *ex, const void *data, size_t size, const char *reason)
 {
-    msgpack_unpacked u;
     char id[DROVER_UUID_LEN + 1] = "", text[DROVER_MAX_REASON];
-    const msgpack_object *a;
+    uint64_t version, type;
+    const char *str;
+    size_t len;
     struct drover_run *run;
 
-    msgpack_unpacked_init(&u);
-    if (msgpack_unpack_next(&u, data, size, NULL) == MSGPACK_UNPACK_SUCCESS &&
-        u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size == 4) {
-        a = u.data.via.array.ptr;
-        if (a[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER && a[0].via.u64 == DROVER_PROTOCOL_VERSION &&
-            a[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER && a[1].via.u64 == DROVER_MSG_JOB &&
-            a[2].type == MSGPACK_OBJECT_STR && a[2].via.str.size == DROVER_UUID_LEN)
-            memcpy(id, a[2].via.str.ptr, DROVER_UUID_LEN);
-    }
-    msgpack_unpacked_destroy(&u);
+    if (loop_peek_envelope(data, size, 4, &version, &type, &str, &len) < 0 ||
+        version != DROVER_PROTOCOL_VERSION || type != DROVER_MSG_JOB || len != DROVER_UUID_LEN)
+        return;
+    memcpy(id, str, DROVER_UUID_LEN);
     if (!sdk_valid_flow_run_id(id) || sdk_run_find(ex, id))
         return;
     run = sdk_run_new(ex, id);
@@ -453,24 +517,19 @@ static void loop_answer_bad_job(struct drover_executor *ex, const void *data, si
  * since a new HELLO would get the same one. */
 static void loop_on_foreign_version(struct drover_executor *ex, const void *data, size_t size, int version)
 {
-    msgpack_unpacked u;
     char reason[DROVER_MAX_REASON + 1] = "";
+    uint64_t v, type;
+    const char *str;
+    size_t len;
 
-    msgpack_unpacked_init(&u);
-    if (msgpack_unpack_next(&u, data, size, NULL) == MSGPACK_UNPACK_SUCCESS &&
-        u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size == 3 &&
-        u.data.via.array.ptr[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-        u.data.via.array.ptr[1].via.u64 == DROVER_MSG_REJECT &&
-        u.data.via.array.ptr[2].type == MSGPACK_OBJECT_STR) {
-        const msgpack_object_str *str = &u.data.via.array.ptr[2].via.str;
-        char *clean = drover_utf8_clean(str->ptr, str->size, DROVER_MAX_REASON);
+    if (loop_peek_envelope(data, size, 3, &v, &type, &str, &len) == 0 && type == DROVER_MSG_REJECT) {
+        char *clean = drover_utf8_clean(str, len, DROVER_MAX_REASON);
 
         if (clean) {
             snprintf(reason, sizeof reason, "%s", clean);
             free(clean);
         }
     }
-    msgpack_unpacked_destroy(&u);
     sdk_logf(ex, NULL, "rejected supervisor_version=%d executor_version=%d reason=\"%s\" (exiting)",
              version, DROVER_PROTOCOL_VERSION, reason[0] ? reason : "a message of another protocol version");
     ex->stop = 1;

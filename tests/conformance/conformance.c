@@ -313,7 +313,8 @@ static int conf_spawn(struct conf *c)
     if (!argv)
         return conf_fail(c, "out of memory");
     memcpy(argv, c->program, n * sizeof *argv);
-    memcpy(argv + n, c->extra_args, extra * sizeof *argv);
+    if (extra)
+        memcpy(argv + n, c->extra_args, extra * sizeof *argv);
     n += extra;
     argv[n++] = "--connect";
     argv[n++] = c->endpoint;
@@ -734,6 +735,8 @@ static int check_malformed(struct conf *c)
         {"\x94\x01\x04\xa3" "abc" "\xa2{}", 9},          /* JOB with a bad flow run id */
         {"\x92\x01\x0a\x00", 4},                        /* trailing byte */
         {"\xdd\xff\xff\xff\xff", 5},                    /* array claiming 4 G elements */
+        /* JOB of run ID3 whose config claims 4 G elements */
+        {"\x94\x01\x04\xd9\x24" "2d1a7e5b-9f2a-4e85-9c69-4b3e7f5a0c32" "\xdd\xff\xff\xff\xff", 46},
     };
     struct drover_msg m;
     char *big;
