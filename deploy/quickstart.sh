@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Quickstart: from a fresh Debian 12 machine to one flow run served by drover.
 #
-# It installs the dependencies (scripts/install-deps.sh, which uses sudo when
-# not run as root), builds drover into build/ (or $DROVER_BUILD_DIR), starts a
-# local Prefect server on SQLite in a temporary folder with every online
-# feature off, starts `drover worker start` on a new work pool, deploys
-# examples/flows.py:hello, runs it once, and prints the run's final state and
-# logs.  Everything it started is stopped on exit, and the temporary folder
+# It installs the dependencies with scripts/install-deps.sh, which uses sudo
+# when not run as root, and builds drover into build/ (or $DROVER_BUILD_DIR).
+# Then it starts a local Prefect server on SQLite in a temporary folder with
+# every online feature off, and `drover worker start` on a new work pool.
+# It deploys examples/flows.py:hello, runs it once, and prints the run's
+# final state and logs.  Everything it started is stopped on exit, and the temporary folder
 # is removed.  It exits 0 only when the run ends COMPLETED.
 #
 #   bash deploy/quickstart.sh

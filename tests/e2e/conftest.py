@@ -190,8 +190,8 @@ def _tail(path: Path, lines: int) -> str:
         text = path.read_text(errors="replace")
     except OSError as error:
         return f"(could not read {path}: {error})"
-    kept = text.splitlines()[-lines:]
-    return "\n".join(kept) if kept else "(empty)"
+    last_lines = text.splitlines()[-lines:]
+    return "\n".join(last_lines) if last_lines else "(empty)"
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,7 +1,7 @@
 """A small client for the Prefect REST API calls the end-to-end tests make.
 
 Every helper returns the server's own JSON records, so that the tests assert
-on what the server stored and not on what a worker says it did.  Waiting
+on what the server stored and not on what a worker reports.  Waiting
 helpers take a deadline only to bound the wait; they never assert that
 something happened within a given time.
 """

@@ -1,4 +1,4 @@
-"""Start-up errors: the worker exits non-zero and says what to fix."""
+"""Start-up errors: the worker exits non-zero and names the value to fix."""
 
 from processes import free_loopback_port, wait_for_exit, worker_environment
 from prefect_api import unique_name
