@@ -6,8 +6,12 @@
  * are not stricter than proto/PROTOCOL.md.
  *
  *   proto_malformed VECTOR_DIR
+ *   proto_malformed --export VECTOR_DIR
  *
- * The vectors are used to test truncation at every length.
+ * The vectors are used to test truncation at every length.  The table is
+ * also kept as VECTOR_DIR/malformed/frames.json for other implementations:
+ * --export rewrites that file, and every normal run checks that it still
+ * matches the table.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -624,13 +628,87 @@ static void check_typed_and_envelope(void)
     drover_msg_clear(NULL);
 }
 
+static const char *result_names[] = { "ok", "malformed", "version", "unknown", "too_large" };
+
+/* Builds the JSON form of the table: name, frame in hex, expected result and
+ * the substring the reference codec's reason contains. */
+static json_t *table_to_json(void)
+{
+    json_t *list = json_array();
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const struct bad_case *c = &cases[i];
+        msgpack_sbuffer sbuf;
+        char *hex;
+
+        msgpack_sbuffer_init(&sbuf);
+        build_frame(c->frame, &sbuf);
+        hex = malloc(sbuf.size * 2 + 1);
+        for (size_t k = 0; k < sbuf.size; k++)
+            sprintf(hex + 2 * k, "%02x", (unsigned char)sbuf.data[k]);
+        hex[sbuf.size * 2] = '\0';
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:s?}", "name", c->name,
+                                              "frame", hex, "result", result_names[-c->expected],
+                                              "reason_contains", c->reason));
+        free(hex);
+        msgpack_sbuffer_destroy(&sbuf);
+    }
+    return json_pack("{s:s, s:o}", "description",
+                     "Frames every decoder of the drover wire protocol v1 must classify with the "
+                     "given result (proto/PROTOCOL.md, section 7). frame is hex. reason_contains "
+                     "is informative: it is part of the reason the reference codec writes.",
+                     "cases", list);
+}
+
+static char *frames_path(const char *dir)
+{
+    size_t n = strlen(dir) + 32;
+    char *path = malloc(n);
+
+    snprintf(path, n, "%s/malformed/frames.json", dir);
+    return path;
+}
+
+static void check_exported(const char *dir)
+{
+    char *path = frames_path(dir);
+    json_error_t jerr;
+    json_t *saved = json_load_file(path, 0, &jerr);
+    json_t *current = table_to_json();
+
+    expect(saved != NULL, "frames.json", "cannot load malformed/frames.json");
+    expect(saved != NULL && json_equal(saved, current), "frames.json",
+           "malformed/frames.json differs from the table; run proto_malformed --export");
+    json_decref(saved);
+    json_decref(current);
+    free(path);
+}
+
+static int export_table(const char *dir)
+{
+    char *path = frames_path(dir);
+    json_t *doc = table_to_json();
+    int rc = json_dump_file(doc, path, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+
+    if (rc == 0)
+        printf("wrote %s\n", path);
+    else
+        fprintf(stderr, "cannot write %s\n", path);
+    json_decref(doc);
+    free(path);
+    return rc == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--export") == 0)
+        return export_table(argv[2]);
     if (argc != 2) {
-        fprintf(stderr, "usage: %s VECTOR_DIR\n", argv[0]);
+        fprintf(stderr, "usage: %s [--export] VECTOR_DIR\n", argv[0]);
         return 2;
     }
     check_table();
+    check_exported(argv[1]);
     check_truncations(argv[1]);
     check_sizes();
     check_encoder_limits();
