@@ -13,6 +13,7 @@
  * end a check that would otherwise hang; no check measures time.
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -150,6 +151,17 @@ static int conf_send_job_text(struct conf *c, const char *id, const char *config
     snprintf(m.u.job.flow_run_id, sizeof m.u.job.flow_run_id, "%s", id);
     m.u.job.config = (char *)config;
     return conf_send(c, &m);
+}
+
+/* Sends JOB with the configuration object (reference taken). */
+static int conf_send_job_json(struct conf *c, const char *id, json_t *config)
+{
+    char *text = json_dumps(config, JSON_COMPACT);
+    int rc = conf_send_job_text(c, id, text);
+
+    free(text);
+    json_decref(config);
+    return rc;
 }
 
 /* Sends JOB with {"command": command, "env": env}; env may be NULL. */
@@ -1097,6 +1109,222 @@ static int check_executor_restart(struct conf *c)
     return conf_stop(c);
 }
 
+struct conf_pieces {
+    char  *text;
+    size_t len;
+    size_t max_piece;
+    size_t pieces;
+};
+
+static void conf_collect_pieces(struct conf *c, const struct drover_log *log, void *arg)
+{
+    struct conf_pieces *p = arg;
+    size_t n = strlen(log->line);
+    char *grown;
+
+    if (log->stream != DROVER_STREAM_STDOUT || p->len + n > 4 * 1024 * 1024)
+        return;
+    grown = realloc(p->text, p->len + n + 1);
+    if (!grown)
+        return;
+    p->text = grown;
+    memcpy(p->text + p->len, log->line, n + 1);
+    p->len += n;
+    p->pieces++;
+    if (n > p->max_piece)
+        p->max_piece = n;
+}
+
+static int check_long_line(struct conf *c)
+{
+    struct conf_pieces p = {0};
+    struct drover_msg m;
+    size_t want = 150000;
+    int rc = 0;
+
+    if (conf_start(c) < 0 ||
+        conf_run_job(c, ID1, "/bin/sh -c 'head -c 150000 /dev/zero | tr \"\\000\" a; echo'", NULL, &m,
+                     conf_collect_pieces, &p) < 0) {
+        free(p.text);
+        return -1;
+    }
+    drover_msg_clear(&m);
+    if (p.len != want)
+        rc = conf_fail(c, "a line of %zu bytes arrived as %zu bytes in %zu LOG messages", want, p.len, p.pieces);
+    else if (p.max_piece > DROVER_MAX_LOG_LINE)
+        rc = conf_fail(c, "a LOG line of %zu bytes exceeds the limit", p.max_piece);
+    else if (strspn(p.text, "a") != want)
+        rc = conf_fail(c, "the pieces of the long line hold other characters than the output");
+    free(p.text);
+    return rc < 0 ? rc : conf_stop(c);
+}
+
+static void conf_find_replaced(struct conf *c, const struct drover_log *log, void *arg)
+{
+    if (strcmp(log->line, "a\xef\xbf\xbd" "b") == 0)
+        *(int *)arg = 1;
+}
+
+static int check_invalid_utf8(struct conf *c)
+{
+    struct drover_msg m;
+    int seen = 0;
+
+    if (conf_start(c) < 0 ||
+        conf_run_job(c, ID1, "/bin/sh -c 'printf \"a\\377b\\n\"'", NULL, &m, conf_find_replaced, &seen) < 0)
+        return -1;
+    drover_msg_clear(&m);
+    if (!seen)
+        return conf_fail(c, "the output a<0xff>b did not arrive as the LOG line a<U+FFFD>b");
+    return conf_stop(c);
+}
+
+/* --- Checks of drover-executor-process's own fields ---------------------- */
+
+struct conf_line {
+    char line[4096];
+    int  count;
+};
+
+static void conf_first_line(struct conf *c, const struct drover_log *log, void *arg)
+{
+    struct conf_line *l = arg;
+
+    if (log->stream == DROVER_STREAM_STDOUT && l->count++ == 0)
+        snprintf(l->line, sizeof l->line, "%s", log->line);
+}
+
+/* Runs one job with config and returns its first stdout line and EXITED. */
+static int conf_run_config(struct conf *c, const char *id, json_t *config, struct conf_line *l,
+                           struct drover_msg *exited)
+{
+    struct drover_msg m;
+
+    if (conf_send_job_json(c, id, config) < 0 || conf_expect(c, DROVER_MSG_STARTED, id, &m, conf_first_line, l) < 0)
+        return -1;
+    drover_msg_clear(&m);
+    if (conf_send_ack(c, id, DROVER_MSG_STARTED) < 0 ||
+        conf_expect(c, DROVER_MSG_EXITED, id, exited, conf_first_line, l) < 0)
+        return -1;
+    return conf_send_ack(c, id, DROVER_MSG_EXITED);
+}
+
+static int check_process_working_dir(struct conf *c)
+{
+    char wd[400], real[PATH_MAX];
+    struct conf_line l = {.count = 0};
+    struct drover_msg m;
+
+    conf_path(c, "work dir", wd, sizeof wd);
+    if (mkdir(wd, 0700) < 0 || !realpath(wd, real))
+        return conf_fail(c, "mkdir %s: %s", wd, strerror(errno));
+    if (conf_start(c) < 0 ||
+        conf_run_config(c, ID1, json_pack("{s:s, s:s}", "command", "/bin/sh -c pwd", "working_dir", wd), &l, &m) < 0)
+        return -1;
+    drover_msg_clear(&m);
+    if (strcmp(l.line, real) != 0)
+        return conf_fail(c, "the command ran in \"%s\", expected working_dir %s", l.line, real);
+    return conf_stop(c);
+}
+
+static int check_process_temp_dir(struct conf *c)
+{
+    struct conf_line l = {.count = 0};
+    struct drover_msg m;
+
+    if (conf_start(c) < 0 ||
+        conf_run_config(c, ID1, json_pack("{s:s, s:n}", "command", "/bin/sh -c 'pwd; echo data > file'",
+                                          "working_dir"), &l, &m) < 0)
+        return -1;
+    drover_msg_clear(&m);
+    if (l.line[0] != '/')
+        return conf_fail(c, "no working directory printed (got \"%s\")", l.line);
+    if (access(l.line, F_OK) == 0)
+        return conf_fail(c, "the temporary working directory %s is still there after EXITED", l.line);
+    return conf_stop(c);
+}
+
+static int check_process_stream_output(struct conf *c)
+{
+    struct conf_line l = {.count = 0};
+    struct drover_msg m;
+
+    if (conf_start(c) < 0 ||
+        conf_run_config(c, ID1, json_pack("{s:s, s:b}", "command", "/bin/sh -c 'echo hidden'", "stream_output", 0),
+                        &l, &m) < 0)
+        return -1;
+    drover_msg_clear(&m);
+    if (l.count != 0)
+        return conf_fail(c, "stream_output false, yet the line \"%s\" arrived", l.line);
+    return conf_stop(c);
+}
+
+static int check_process_bad_working_dir(struct conf *c)
+{
+    char wd[400];
+    struct drover_msg m;
+    int rc = 0;
+
+    conf_path(c, "missing-dir", wd, sizeof wd);
+    if (conf_start(c) < 0 ||
+        conf_send_job_json(c, ID1, json_pack("{s:s, s:s}", "command", "/bin/true", "working_dir", wd)) < 0 ||
+        conf_expect(c, DROVER_MSG_EXITED, ID1, &m, NULL, NULL) < 0)
+        return -1;
+    if (!strstr(m.u.exited.error, wd))
+        rc = conf_fail(c, "EXITED error \"%s\" does not name the directory %s", m.u.exited.error, wd);
+    drover_msg_clear(&m);
+    return rc < 0 || conf_send_ack(c, ID1, DROVER_MSG_EXITED) < 0 ? -1 : conf_stop(c);
+}
+
+static int check_process_identifier(struct conf *c)
+{
+    char host[256] = "", want[600];
+    struct conf_line l = {.count = 0};
+    struct drover_msg m;
+    int rc = 0;
+
+    gethostname(host, sizeof host - 1);
+    if (conf_start(c) < 0 ||
+        conf_send_job_json(c, ID1, json_pack("{s:s}", "command", "/bin/sh -c 'echo $$'")) < 0 ||
+        conf_expect(c, DROVER_MSG_STARTED, ID1, &m, conf_first_line, &l) < 0)
+        return -1;
+    snprintf(want, sizeof want, "%s:", host);
+    if (strncmp(m.u.started.identifier, want, strlen(want)) != 0)
+        rc = conf_fail(c, "identifier %s does not start with %s", m.u.started.identifier, want);
+    snprintf(want + strlen(want), sizeof want - strlen(want), "%s", m.u.started.identifier + strlen(want));
+    drover_msg_clear(&m);
+    if (rc < 0 || conf_send_ack(c, ID1, DROVER_MSG_STARTED) < 0 ||
+        conf_expect(c, DROVER_MSG_EXITED, ID1, &m, conf_first_line, &l) < 0)
+        return -1;
+    drover_msg_clear(&m);
+    if (strcmp(want + strlen(host) + 1, l.line) != 0)
+        return conf_fail(c, "identifier names pid %s, the command's pid is %s", want + strlen(host) + 1, l.line);
+    return conf_send_ack(c, ID1, DROVER_MSG_EXITED) < 0 ? -1 : conf_stop(c);
+}
+
+/* The executor's environment is inherited, a config value overrides it, and
+ * a null leaves the inherited value, as with Prefect's process worker. */
+static int check_process_env(struct conf *c)
+{
+    struct conf_line l = {.count = 0};
+    struct drover_msg m;
+
+    setenv("DROVER_CONFORMANCE_INHERITED", "inherited", 1);
+    setenv("DROVER_CONFORMANCE_OVERRIDDEN", "inherited", 1);
+    if (conf_start(c) < 0 ||
+        conf_run_config(c, ID1, json_pack("{s:s, s:{s:n, s:s}}", "command",
+                                          "/bin/sh -c 'echo \"$DROVER_CONFORMANCE_INHERITED/$DROVER_CONFORMANCE_OVERRIDDEN\"'",
+                                          "env", "DROVER_CONFORMANCE_INHERITED", "DROVER_CONFORMANCE_OVERRIDDEN",
+                                          "config"), &l, &m) < 0)
+        return -1;
+    drover_msg_clear(&m);
+    unsetenv("DROVER_CONFORMANCE_INHERITED");
+    unsetenv("DROVER_CONFORMANCE_OVERRIDDEN");
+    if (strcmp(l.line, "inherited/config") != 0)
+        return conf_fail(c, "environment seen by the command is \"%s\", expected inherited/config", l.line);
+    return conf_stop(c);
+}
+
 static const struct {
     const char *name;
     int (*run)(struct conf *c);
@@ -1116,7 +1344,15 @@ static const struct {
     {"ack_loss", check_ack_loss, 1},
     {"goodbye", check_goodbye, 1},
     {"reject", check_reject, 1},
+    {"long_line", check_long_line, 1},
+    {"invalid_utf8", check_invalid_utf8, 1},
     {"executor_restart", check_executor_restart, 0},
+    {"process_working_dir", check_process_working_dir, 0},
+    {"process_temp_dir", check_process_temp_dir, 0},
+    {"process_stream_output", check_process_stream_output, 0},
+    {"process_bad_working_dir", check_process_bad_working_dir, 0},
+    {"process_identifier", check_process_identifier, 0},
+    {"process_env", check_process_env, 0},
 };
 
 #define CONF_N_CHECKS (sizeof conf_checks / sizeof conf_checks[0])
