@@ -1028,7 +1028,14 @@ static int check_goodbye(struct conf *c)
     if (conf_expect(c, DROVER_MSG_GOODBYE, NULL, &m, NULL, NULL) < 0)
         return -1;
     drover_msg_clear(&m);
-    return conf_stop(c);
+    /* No second signal: an executor may take a second SIGTERM as "stop now". */
+    if (conf_reap(c) < 0)
+        return conf_fail(c, "the executor did not exit within %d s of SIGTERM", CONF_WAIT_MS / 1000);
+    if (!WIFEXITED(c->exit_status) || WEXITSTATUS(c->exit_status) != 0)
+        return conf_fail(c, "the executor ended with %s %d after SIGTERM (expected exit status 0)",
+                         WIFEXITED(c->exit_status) ? "exit status" : "signal",
+                         WIFEXITED(c->exit_status) ? WEXITSTATUS(c->exit_status) : WTERMSIG(c->exit_status));
+    return 0;
 }
 
 static int check_reject(struct conf *c)
