@@ -23,8 +23,8 @@ static const struct {
     {"env",
      "{\"title\": \"Environment Variables\", \"type\": \"object\","
      " \"additionalProperties\": {\"anyOf\": [{\"type\": \"string\"}, {\"type\": \"null\"}]},"
-     " \"description\": \"Environment variables set for the flow run; a null value leaves the"
-     " variable unset.\"}"},
+     " \"description\": \"Environment variables for the flow run; a variable whose value is"
+     " null is not set.\"}"},
     {"labels",
      "{\"title\": \"Labels\", \"type\": \"object\","
      " \"additionalProperties\": {\"type\": \"string\"},"
