@@ -22,6 +22,9 @@
 /* Default capacity: flow runs mostly wait on I/O, so four per CPU. */
 #define MAIN_RUNS_PER_CPU 4
 
+/* The alphabet of Z85, the text form of CURVE keys. */
+#define MAIN_Z85 "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
+
 static int main_signal_fd = -1;
 
 int64_t sdk_now_ms(void)
@@ -82,8 +85,11 @@ static void main_usage(FILE *out, const char *argv0, const struct drover_describ
             "  --capacity N                runs at once, 1..65535 (default %d per online CPU)\n"
             "  --state-dir DIR             where run records are kept, in DIR/<id>\n"
             "                              (default $XDG_RUNTIME_DIR/drover, else /tmp/drover-<uid>)\n"
-            "  --curve-server-key FILE     file holding the supervisor's CURVE public key (Z85)\n"
-            "  --curve-secret-key-file FILE  file holding this executor's CURVE secret key (Z85)\n"
+            "  --curve-server-key KEY|FILE the supervisor's CURVE public key (40 Z85 characters),\n"
+            "                              or a file holding it\n"
+            "  --curve-secret-key-file FILE  file holding this executor's CURVE secret key (Z85,\n"
+            "                              as 'drover keygen' writes it); never give it on the\n"
+            "                              command line\n"
             "  --trace                     log every protocol message as 'src -> dst TYPE size'\n"
             "  --describe                  print the declared job configuration schema and exit\n"
             "  --help                      print this help and exit\n",
@@ -129,11 +135,10 @@ static unsigned main_default_capacity(const struct drover_executor_ops *ops)
 }
 
 /* Reads a Z85 CURVE key from the first line of a file that is neither empty
- * nor a '#' comment.  The key itself never appears in an error. */
+ * nor a '#' comment (the format of 'drover keygen').  The key itself never
+ * appears in an error. */
 static int main_read_key(const char *path, char key[41], char *err, size_t errlen)
 {
-    static const char z85[] =
-        "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
     FILE *f = fopen(path, "r");
     char line[256];
     int rc = -1;
@@ -152,7 +157,7 @@ static int main_read_key(const char *path, char key[41], char *err, size_t errle
         end = p + strlen(p);
         while (end > p && isspace((unsigned char)end[-1]))
             *--end = '\0';
-        if (strlen(p) != 40 || strspn(p, z85) != 40) {
+        if (strlen(p) != 40 || strspn(p, MAIN_Z85) != 40) {
             snprintf(err, errlen, "key file %s: expected a 40-character Z85 key on its first line", path);
             break;
         }
@@ -184,8 +189,12 @@ static int main_setup_curve(struct drover_executor *ex, const char *server_file,
     }
     if (stat(secret_file, &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)))
         sdk_logf(ex, NULL, "warning secret_key_file=%s is readable by others (chmod 600 it)", secret_file);
-    if (main_read_key(server_file, ex->curve_server, err, errlen) < 0 ||
-        main_read_key(secret_file, ex->curve_secret, err, errlen) < 0)
+    /* The server key is public, so it may be given itself instead of a file. */
+    if (strlen(server_file) == 40 && strspn(server_file, MAIN_Z85) == 40 && access(server_file, F_OK) != 0)
+        memcpy(ex->curve_server, server_file, 41);
+    else if (main_read_key(server_file, ex->curve_server, err, errlen) < 0)
+        return -1;
+    if (main_read_key(secret_file, ex->curve_secret, err, errlen) < 0)
         return -1;
     if (zmq_curve_public(ex->curve_public, ex->curve_secret) < 0) {
         snprintf(err, errlen, "key file %s: not a valid CURVE secret key", secret_file);

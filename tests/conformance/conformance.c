@@ -1332,6 +1332,61 @@ static int check_process_env(struct conf *c)
     return conf_stop(c);
 }
 
+/* CURVE over TCP on loopback: the executor reads its secret key from a file
+ * written like 'drover keygen' does and takes the server key from another
+ * file, and a job runs through the encrypted connection. */
+static int check_curve(struct conf *c)
+{
+    char server_public[41], server_secret[41], exec_public[41], exec_secret[41];
+    char key_file[400], server_file[400], endpoint[256];
+    static char *args[8];
+    size_t len = sizeof endpoint;
+    int as_server = 1, linger = 0;
+    struct drover_msg m;
+    FILE *f;
+
+    if (!zmq_has("curve"))
+        return conf_fail(c, "this libzmq has no CURVE support");
+    if (zmq_curve_keypair(server_public, server_secret) < 0 || zmq_curve_keypair(exec_public, exec_secret) < 0)
+        return conf_fail(c, "zmq_curve_keypair: %s", zmq_strerror(zmq_errno()));
+    conf_path(c, "executor.key", key_file, sizeof key_file);
+    conf_path(c, "server.pub", server_file, sizeof server_file);
+    if (!(f = fopen(key_file, "w")))
+        return conf_fail(c, "create %s: %s", key_file, strerror(errno));
+    fprintf(f, "# CURVE secret key; public key %s\n%s\n", exec_public, exec_secret);
+    fclose(f);
+    chmod(key_file, 0600);
+    if (!(f = fopen(server_file, "w")))
+        return conf_fail(c, "create %s: %s", server_file, strerror(errno));
+    fprintf(f, "%s\n", server_public);
+    fclose(f);
+
+    conf_unbind(c);
+    c->router = zmq_socket(c->zctx, ZMQ_ROUTER);
+    zmq_setsockopt(c->router, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(c->router, ZMQ_CURVE_SERVER, &as_server, sizeof as_server);
+    zmq_setsockopt(c->router, ZMQ_CURVE_SECRETKEY, server_secret, 41);
+    if (zmq_bind(c->router, "tcp://127.0.0.1:*") < 0 ||
+        zmq_getsockopt(c->router, ZMQ_LAST_ENDPOINT, endpoint, &len) < 0)
+        return conf_fail(c, "bind tcp://127.0.0.1:*: %s", zmq_strerror(zmq_errno()));
+    snprintf(c->endpoint, sizeof c->endpoint, "%s", endpoint);
+    args[0] = "--curve-server-key";
+    args[1] = server_file;
+    args[2] = "--curve-secret-key-file";
+    args[3] = key_file;
+    args[4] = NULL;
+    c->extra_args = args;
+
+    if (conf_start(c) < 0 || conf_run_job(c, ID1, "/bin/sh -c 'exit 4'", NULL, &m, NULL, NULL) < 0)
+        return -1;
+    if (m.u.exited.code != 4) {
+        drover_msg_clear(&m);
+        return conf_fail(c, "EXITED code over CURVE is %lld, expected 4", (long long)m.u.exited.code);
+    }
+    drover_msg_clear(&m);
+    return conf_stop(c);
+}
+
 static const struct {
     const char *name;
     int (*run)(struct conf *c);
@@ -1354,6 +1409,7 @@ static const struct {
     {"long_line", check_long_line, 1},
     {"invalid_utf8", check_invalid_utf8, 1},
     {"executor_restart", check_executor_restart, 0},
+    {"curve", check_curve, 0},
     {"process_working_dir", check_process_working_dir, 0},
     {"process_temp_dir", check_process_temp_dir, 0},
     {"process_stream_output", check_process_stream_output, 0},
