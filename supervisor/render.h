@@ -171,6 +171,8 @@ void render_buf_free(struct render_buf *buf);
 
 /* Appends str(value) (top = 1) or repr(value) (top = 0) in Python's form. */
 void render_pytext_append(struct render_buf *buf, const json_t *value, int top);
+/* Appends the decimal text of an integer. */
+void render_int_append(struct render_buf *buf, json_int_t value);
 /* Appends Python's repr() of a float: shortest round-trip digits. */
 void render_pyfloat_append(struct render_buf *buf, double value);
 /* Appends json.dumps(value, indent=indent) as render_dumps does. */
@@ -206,6 +208,15 @@ int render_truthy(const json_t *value);
 /* Prefect's get_from_dict(root, path): returns a new reference, or NULL
  * when the path does not resolve. */
 json_t *render_lookup(const json_t *root, const char *path, size_t len);
+/* render_lookup over Prefect's `variables` dict without building it: the
+ * first path segment is taken from values, else from the non-null
+ * "default" of properties[segment]. */
+json_t *render_lookup_layered(const json_t *values, const json_t *properties, const char *path,
+                              size_t len);
+/* render_apply_values with that layered lookup. */
+int render_apply_layered(const json_t *tmpl, const json_t *values, const json_t *properties,
+                         render_getenv_fn environ_lookup, void *environ_arg, json_t **out,
+                         char *err, size_t errlen);
 /* Prefect's apply_values(tmpl, values) with removal of unset values: *out
  * is the rendered value (new reference) or NULL when tmpl is a whole-string
  * placeholder that is not set.  Returns 0, or -1 with err. */

@@ -11,6 +11,7 @@
 
 struct apply_ctx {
     const json_t *values;
+    const json_t *properties; /* defaults under values, or NULL */
     render_getenv_fn environ_lookup;
     void *environ_arg;
     char *err;
@@ -21,6 +22,13 @@ static const char *default_getenv(const char *name, void *arg)
 {
     (void)arg;
     return getenv(name);
+}
+
+static json_t *lookup(const struct apply_ctx *ctx, const char *name, size_t len)
+{
+    if (ctx->properties)
+        return render_lookup_layered(ctx->values, ctx->properties, name, len);
+    return render_lookup(ctx->values, name, len);
 }
 
 /* Text of an env placeholder: the name after every leading '$', as
@@ -65,7 +73,7 @@ static json_t *apply_inline(const struct apply_ctx *ctx, const char *text, size_
 
         render_buf_append(&buf, text + pos, ph.start - pos);
         if (ph.kind == RENDER_PH_STANDARD) {
-            json_t *value = render_lookup(ctx->values, name, namelen);
+            json_t *value = lookup(ctx, name, namelen);
             if (value)
                 render_pytext_append(&buf, value, 1);
             json_decref(value);
@@ -106,8 +114,7 @@ static int apply_string(const struct apply_ctx *ctx, const json_t *tmpl, json_t 
         return 0;
     }
     if (ph.start == 0 && ph.end == len && ph.kind == RENDER_PH_STANDARD) {
-        json_t *value = render_lookup(ctx->values, text + ph.name_start,
-                                      ph.name_end - ph.name_start);
+        json_t *value = lookup(ctx, text + ph.name_start, ph.name_end - ph.name_start);
         if (!value)
             return 0; /* unset */
         *out = render_copy(value);
@@ -145,7 +152,7 @@ static int apply_node(const struct apply_ctx *ctx, const json_t *tmpl, json_t **
                 json_decref(result);
                 return -1;
             }
-            if (rendered && json_object_set_new(result, key, rendered) < 0) {
+            if (rendered && json_object_set_new_nocheck(result, key, rendered) < 0) {
                 json_decref(result);
                 goto nomem;
             }
@@ -186,8 +193,16 @@ nomem:
 int render_apply_values(const json_t *tmpl, const json_t *values, render_getenv_fn environ_lookup,
                         void *environ_arg, json_t **out, char *err, size_t errlen)
 {
+    return render_apply_layered(tmpl, values, NULL, environ_lookup, environ_arg, out, err, errlen);
+}
+
+int render_apply_layered(const json_t *tmpl, const json_t *values, const json_t *properties,
+                         render_getenv_fn environ_lookup, void *environ_arg, json_t **out,
+                         char *err, size_t errlen)
+{
     struct apply_ctx ctx = {
         .values = values,
+        .properties = properties,
         .environ_lookup = environ_lookup ? environ_lookup : default_getenv,
         .environ_arg = environ_arg,
         .err = err,

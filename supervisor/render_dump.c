@@ -54,8 +54,6 @@ static void append_newline(struct render_buf *buf, int indent, int level)
 
 static void dump_value(struct render_buf *buf, const json_t *value, int indent, int level)
 {
-    char num[32];
-
     switch (json_typeof(value)) {
     case JSON_OBJECT: {
         const char *key;
@@ -107,8 +105,7 @@ static void dump_value(struct render_buf *buf, const json_t *value, int indent, 
         append_json_string(buf, json_string_value(value), json_string_length(value));
         break;
     case JSON_INTEGER:
-        snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(value));
-        render_buf_append(buf, num, strlen(num));
+        render_int_append(buf, json_integer_value(value));
         break;
     case JSON_REAL:
         /* jansson holds finite reals only, so Infinity/NaN never occur. */

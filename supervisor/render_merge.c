@@ -99,30 +99,18 @@ json_t *render_merge_job_variables(const json_t *deployment_vars, const json_t *
     return render_merge_job_variables_checked(deployment_vars, run_vars, NULL, 0);
 }
 
-/* _get_base_config_defaults: every property whose schema has a non-null
- * default.  `"default" in attrs` also runs on non-objects in Python, which
- * raises unless attrs is an array or string without "default". */
-static json_t *collect_defaults(const json_t *properties, char *err, size_t errlen)
+/* _get_base_config_defaults reads every property's "default"; `"default"
+ * in attrs` also runs on non-objects in Python, which raises unless attrs
+ * is an array or string without "default".  The defaults themselves are
+ * looked up in place (render_lookup_layered), not copied. */
+static int check_properties(const json_t *properties, char *err, size_t errlen)
 {
-    json_t *defaults = json_object();
     const char *name;
     json_t *attrs;
 
-    if (!defaults) {
-        render_errf(err, errlen, "out of memory");
-        return NULL;
-    }
     json_object_foreach((json_t *)properties, name, attrs) {
-        json_t *def;
-
-        if (json_is_object(attrs)) {
-            def = json_object_get(attrs, "default");
-            if (def && !json_is_null(def) && json_object_set(defaults, name, def) < 0) {
-                render_errf(err, errlen, "out of memory");
-                goto fail;
-            }
+        if (json_is_object(attrs))
             continue;
-        }
         if (json_is_array(attrs)) {
             size_t i;
             json_t *item;
@@ -138,13 +126,18 @@ static json_t *collect_defaults(const json_t *properties, char *err, size_t errl
         }
         render_errf(err, errlen, "variables.properties.%s must be an object (a JSON schema), not %s",
                     name, type_name(attrs));
-        goto fail;
+        return -1;
     }
-    return defaults;
+    return 0;
+}
 
-fail:
-    json_decref(defaults);
-    return NULL;
+/* The non-null default of a property, or NULL. */
+static const json_t *property_default(const json_t *properties, const char *name)
+{
+    json_t *attrs = json_object_get(properties, name);
+    json_t *def = json_is_object(attrs) ? json_object_get(attrs, "default") : NULL;
+
+    return def && !json_is_null(def) ? def : NULL;
 }
 
 /* Python's dict union a | b into a new object; b must be an object. */
@@ -286,25 +279,69 @@ nomem:
     return NULL;
 }
 
-/* Seeds job_configuration.env from the default env and merges the job
- * variables' env into it, both only when truthy, as Prefect does. */
-static int merge_env(json_t *config, const json_t *env_value, const char *what, int replace_when_not_object,
-                     char *err, size_t errlen)
+static int has_dotted_key(const json_t *job_vars)
 {
-    json_t *config_env = json_object_get(config, "env");
-    json_t *merged;
+    const char *key;
+    json_t *value;
 
-    if (!env_value || !render_truthy(env_value))
-        return 0;
-    if (!json_is_object(config_env)) {
-        if (!replace_when_not_object)
-            return 0;
-        return json_object_set(config, "env", (json_t *)env_value) < 0 ? -1 : 0;
+    json_object_foreach((json_t *)job_vars, key, value)
+        if (strchr(key, '.'))
+            return 1;
+    return 0;
+}
+
+/* The env template that will be rendered: job_configuration.env seeded with
+ * the default env and merged with the job variables' env, each only when
+ * truthy, as from_template_and_values does.  *out is a new reference (NULL
+ * when the template has no env and nothing seeds one). */
+static int effective_env(const json_t *config_env, const json_t *default_env,
+                         const json_t *vars_env, json_t **out, char *err, size_t errlen)
+{
+    json_t *env = config_env ? json_incref((json_t *)config_env) : NULL;
+
+    if (default_env && render_truthy(default_env)) {
+        json_t *seeded;
+
+        if (json_is_object(env)) {
+            seeded = dict_union(env, default_env, "the default of variable env", err, errlen);
+            if (!seeded)
+                goto fail;
+        } else {
+            seeded = json_incref((json_t *)default_env);
+        }
+        json_decref(env);
+        env = seeded;
     }
-    merged = dict_union(config_env, env_value, what, err, errlen);
-    if (!merged)
+    if (json_is_object(env) && vars_env && render_truthy(vars_env)) {
+        json_t *merged = dict_union(env, vars_env, "job variable env", err, errlen);
+
+        if (!merged)
+            goto fail;
+        json_decref(env);
+        env = merged;
+    }
+    *out = env;
+    return 0;
+
+fail:
+    json_decref(env);
+    return -1;
+}
+
+static int render_field(json_t *result, const char *key, const json_t *tmpl, const json_t *vars,
+                        const json_t *properties, render_getenv_fn environ_lookup,
+                        void *environ_arg, char *err, size_t errlen)
+{
+    json_t *rendered;
+
+    if (render_apply_layered(tmpl, vars, properties, environ_lookup, environ_arg, &rendered, err,
+                             errlen) < 0)
         return -1;
-    return json_object_set_new(config, "env", merged) < 0 ? -1 : 0;
+    if (rendered && json_object_set_new_nocheck(result, key, rendered) < 0) {
+        render_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 json_t *render_apply(const json_t *base_template, const json_t *job_vars,
@@ -314,27 +351,29 @@ json_t *render_apply(const json_t *base_template, const json_t *job_vars,
     const json_t *job_config;
     const json_t *variables;
     const json_t *properties;
-    json_t *values = NULL;
-    json_t *config = NULL;
-    json_t *transformed = NULL;
-    json_t *rendered = NULL;
+    const json_t *vars_env;
+    json_t *vars = NULL;
+    json_t *env = NULL;
+    json_t *result = NULL;
     json_t *empty = NULL;
+    const char *key;
+    json_t *tmpl;
 
     if (!json_is_object(base_template)) {
         render_errf(err, errlen, "the base job template must be an object");
-        goto done;
+        goto fail;
     }
     job_config = json_object_get(base_template, "job_configuration");
     variables = json_object_get(base_template, "variables");
     if (!json_is_object(job_config)) {
         render_errf(err, errlen, "the base job template's job_configuration must be an object, not %s",
                     job_config ? type_name(job_config) : "missing");
-        goto done;
+        goto fail;
     }
     if (!json_is_object(variables)) {
         render_errf(err, errlen, "the base job template's variables must be an object, not %s",
                     variables ? type_name(variables) : "missing");
-        goto done;
+        goto fail;
     }
     properties = json_object_get(variables, "properties");
     if (!properties)
@@ -342,43 +381,58 @@ json_t *render_apply(const json_t *base_template, const json_t *job_vars,
     if (!json_is_object(properties)) {
         render_errf(err, errlen, "variables.properties must be an object, not %s",
                     type_name(properties));
-        goto done;
+        goto fail;
     }
     if (job_vars && !json_is_null(job_vars) && !json_is_object(job_vars)) {
         render_errf(err, errlen, "job variables must be an object, not %s", type_name(job_vars));
-        goto done;
+        goto fail;
     }
+    if (check_properties(properties, err, errlen) < 0)
+        goto fail;
 
-    values = collect_defaults(properties, err, errlen);
-    if (!values)
-        goto done;
-    config = json_copy((json_t *)job_config);
-    if (!config)
-        goto nomem;
-    if (merge_env(config, json_object_get(values, "env"), "the default of variable env", 1, err,
-                  errlen) < 0)
-        goto done;
+    /* Prefect's `variables`: the defaults updated with the job variables
+     * (dotted keys expanded), seen through render_lookup_layered. */
+    if (json_is_object(job_vars) && has_dotted_key(job_vars))
+        vars = transform_dotted(job_vars, err, errlen);
+    else
+        vars = json_is_object(job_vars) ? json_incref((json_t *)job_vars) : json_object();
+    if (!vars)
+        goto fail;
 
-    if (json_is_object(job_vars)) {
-        transformed = transform_dotted(job_vars, err, errlen);
-        if (!transformed)
-            goto done;
-        if (json_object_update(values, transformed) < 0)
-            goto nomem;
+    vars_env = json_object_get(vars, "env");
+    if (!vars_env)
+        vars_env = property_default(properties, "env");
+    if (effective_env(json_object_get(job_config, "env"), property_default(properties, "env"),
+                      vars_env, &env, err, errlen) < 0)
+        goto fail;
+
+    result = json_object();
+    if (!result) {
+        render_errf(err, errlen, "out of memory");
+        goto fail;
     }
-    if (merge_env(config, json_object_get(values, "env"), "job variable env", 0, err, errlen) < 0)
-        goto done;
+    json_object_foreach((json_t *)job_config, key, tmpl) {
+        if (strcmp(key, "env") == 0)
+            tmpl = env;
+        if (render_field(result, key, tmpl, vars, properties, environ_lookup, environ_arg, err,
+                         errlen) < 0)
+            goto fail;
+    }
+    /* A default env seeds the key even when the template lacks it. */
+    if (env && !json_object_get(job_config, "env") &&
+        render_field(result, "env", env, vars, properties, environ_lookup, environ_arg, err,
+                     errlen) < 0)
+        goto fail;
 
-    if (render_apply_values(config, values, environ_lookup, environ_arg, &rendered, err, errlen) < 0)
-        goto done;
-    goto done;
-
-nomem:
-    render_errf(err, errlen, "out of memory");
-done:
+    json_decref(vars);
+    json_decref(env);
     json_decref(empty);
-    json_decref(values);
-    json_decref(config);
-    json_decref(transformed);
-    return rendered;
+    return result;
+
+fail:
+    json_decref(result);
+    json_decref(vars);
+    json_decref(env);
+    json_decref(empty);
+    return NULL;
 }

@@ -20,14 +20,32 @@
 #define BLOCK_PREFIX "prefect.blocks."
 #define VARIABLE_PREFIX "prefect.variables."
 
+/* ASCII classes: 1 = name character ([\w.\-\[\]$]), 2 = \s. */
+static const unsigned char ascii_class[128] = {
+    ['\t'] = 2, ['\n'] = 2, ['\v'] = 2, ['\f'] = 2, ['\r'] = 2,
+    [0x1C] = 2, [0x1D] = 2, [0x1E] = 2, [0x1F] = 2, [' '] = 2,
+    ['$'] = 1, ['-'] = 1, ['.'] = 1, ['['] = 1, [']'] = 1, ['_'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
+    ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
+    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
+    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
+    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
 static size_t skip_space(const char *text, size_t len, size_t i)
 {
     while (i < len) {
+        unsigned char c = (unsigned char)text[i];
         uint32_t cp;
         size_t n;
 
-        if ((unsigned char)text[i] < 0x80) {
-            if (!render_uc_is_space((unsigned char)text[i]))
+        if (c < 0x80) {
+            if (ascii_class[c] != 2)
                 break;
             i++;
             continue;
@@ -48,8 +66,7 @@ static size_t skip_name(const char *text, size_t len, size_t i)
         size_t n;
 
         if (c < 0x80) {
-            if (!(render_uc_is_word(c) || c == '.' || c == '-' || c == '[' || c == ']' ||
-                  c == '$'))
+            if (ascii_class[c] != 1)
                 break;
             i++;
             continue;
@@ -238,4 +255,44 @@ json_t *render_lookup(const json_t *root, const char *path, size_t len)
     if (seg != small)
         free(seg);
     return current;
+}
+
+json_t *render_lookup_layered(const json_t *values, const json_t *properties, const char *path,
+                              size_t len)
+{
+    char small[256];
+    char *seg = small;
+    size_t seglen = 0;
+    size_t d = 0;
+    json_t *root = NULL;
+    json_t *result;
+
+    while (d < len && path[d] != '.' && path[d] != '[')
+        d++;
+    if (d >= sizeof(small)) {
+        seg = malloc(d + 1);
+        if (!seg)
+            return NULL;
+    }
+    for (size_t i = 0; i < d; i++)
+        if (path[i] != ']')
+            seg[seglen++] = path[i];
+
+    if (values)
+        root = json_object_getn(values, seg, seglen);
+    if (!root && properties) {
+        json_t *attrs = json_object_getn(properties, seg, seglen);
+        json_t *def = json_is_object(attrs) ? json_object_get(attrs, "default") : NULL;
+
+        if (def && !json_is_null(def))
+            root = def;
+    }
+    if (seg != small)
+        free(seg);
+    if (!root)
+        return NULL;
+    if (d == len)
+        return json_incref(root);
+    result = render_lookup(root, path + d + 1, len - d - 1);
+    return result;
 }

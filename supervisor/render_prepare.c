@@ -25,6 +25,8 @@
  * does not give one. */
 #define RENDER_PREFECT_VERSION "3.9.1"
 
+static const char *const base_order[] = {"command", "env", "labels", "name"};
+
 static const char *type_name(const json_t *value)
 {
     switch (json_typeof(value)) {
@@ -44,7 +46,7 @@ static const char *type_name(const json_t *value)
  * pydantic accept (hyphens, braces, urn:uuid: prefix). */
 static int normalize_uuid(const char *text, char out[37])
 {
-    char hex[33];
+    char hex[32];
     size_t n = 0;
     size_t len;
 
@@ -64,8 +66,12 @@ static int normalize_uuid(const char *text, char out[37])
     }
     if (n != 32)
         return -1;
-    hex[32] = '\0';
-    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+    for (size_t i = 0, o = 0; i < 32; i++) {
+        if (i == 8 || i == 12 || i == 16 || i == 20)
+            out[o++] = '-';
+        out[o++] = hex[i];
+    }
+    out[36] = '\0';
     return 0;
 }
 
@@ -197,7 +203,7 @@ static int format_updated(const char *text, char *out, size_t outlen)
 }
 
 /* Reads the four base fields as pydantic would; fills the outputs with new
- * references. */
+ * references.  The env values are turned into text by build_env. */
 static int coerce_base_fields(const json_t *config, json_t **command, json_t **env,
                               json_t **labels, json_t **name, char *err, size_t errlen)
 {
@@ -242,25 +248,8 @@ static int coerce_base_fields(const json_t *config, json_t **command, json_t **e
                     type_name(value));
         return -1;
     }
-    *env = json_object();
-    if (!*env)
-        return -1;
-    json_object_foreach(value, key, item) {
-        json_t *text;
-
-        if (json_is_null(item) || json_is_string(item)) {
-            text = json_incref(item);
-        } else {
-            char *s = render_pytext(item);
-            text = s ? json_string(s) : NULL;
-            free(s);
-        }
-        if (!text || json_object_set_new(*env, key, text) < 0) {
-            render_errf(err, errlen, "out of memory");
-            return -1;
-        }
-    }
-    return 0;
+    *env = value ? json_incref(value) : json_object();
+    return *env ? 0 : -1;
 }
 
 static int set_string(json_t *object, const char *key, const char *value)
@@ -277,6 +266,7 @@ static int build_env(json_t *env_out, const struct render_context *ctx, const ch
     const char *key;
     json_t *item;
     void *iter;
+    int has_null = 0;
     int rc = 0;
 
     if (ctx->settings_env && json_is_object(ctx->settings_env))
@@ -300,16 +290,32 @@ static int build_env(json_t *env_out, const struct render_context *ctx, const ch
     value = ctx->deployment ? json_object_get(ctx->deployment, "name") : NULL;
     if (value && render_truthy(value))
         rc |= json_object_set(env_out, "PREFECT__DEPLOYMENT_NAME", value);
-    rc |= json_object_update(env_out, (json_t *)config_env);
+    json_object_foreach((json_t *)config_env, key, item) {
+        json_t *text;
+
+        /* BaseJobConfiguration._coerce_env: str(v) for every non-null v. */
+        if (json_is_null(item) || json_is_string(item)) {
+            text = json_incref(item);
+        } else {
+            char *s = render_pytext(item);
+            text = s ? json_string(s) : NULL;
+            free(s);
+        }
+        rc |= json_object_set_new_nocheck(env_out, key, text);
+        if (json_is_null(item))
+            has_null = 1;
+    }
     if (rc) {
         render_errf(err, errlen, "out of memory");
         return -1;
     }
 
     /* Null values remove the key, whichever layer set it. */
-    json_object_foreach_safe(env_out, iter, key, item) {
-        if (json_is_null(item))
-            json_object_del(env_out, key);
+    if (has_null || ctx->settings_env) {
+        json_object_foreach_safe(env_out, iter, key, item) {
+            if (json_is_null(item))
+                json_object_del(env_out, key);
+        }
     }
     return 0;
 }
@@ -416,6 +422,19 @@ fail:
     return NULL;
 }
 
+/* True when config's first keys are command, env, labels, name. */
+static int in_field_order(json_t *config)
+{
+    void *iter = json_object_iter(config);
+
+    for (size_t i = 0; i < sizeof(base_order) / sizeof(base_order[0]); i++) {
+        if (!iter || strcmp(json_object_iter_key(iter), base_order[i]) != 0)
+            return 0;
+        iter = json_object_iter_next(config, iter);
+    }
+    return 1;
+}
+
 int render_prepare(json_t *config, const struct render_context *ctx, char *err, size_t errlen)
 {
     json_t *command = NULL, *env = NULL, *labels = NULL, *name = NULL;
@@ -467,26 +486,50 @@ int render_prepare(json_t *config, const struct render_context *ctx, char *err, 
         command = json_string("prefect flow-run execute");
     }
 
-    result = json_object();
-    if (!result || json_object_set(result, "command", command) < 0 ||
-        json_object_set(result, "env", final_env) < 0 ||
-        json_object_set(result, "labels", final_labels) < 0 ||
-        json_object_set(result, "name", final_name) < 0) {
+    if (in_field_order(config)) {
+        /* The base fields already lead in class order: update in place. */
+        if (json_object_set(config, "command", command) < 0 ||
+            json_object_set(config, "env", final_env) < 0 ||
+            json_object_set(config, "labels", final_labels) < 0 ||
+            json_object_set(config, "name", final_name) < 0) {
+            render_errf(err, errlen, "out of memory");
+            goto done;
+        }
+        rc = 0;
+        goto done;
+    }
+    /* Rebuild with the base fields first: keep the other fields aside, clear
+     * the object, then insert in the final order (each key set once). */
+    result = json_array();
+    if (!result) {
         render_errf(err, errlen, "out of memory");
         goto done;
     }
     json_object_foreach(config, key, item) {
-        if (json_object_get(result, key))
-            continue;
-        if (json_object_set(result, key, item) < 0) {
+        int base = 0;
+
+        for (size_t i = 0; i < sizeof(base_order) / sizeof(base_order[0]); i++)
+            base |= strcmp(key, base_order[i]) == 0;
+        if (!base && (json_array_append_new(result, json_string(key)) < 0 ||
+                      json_array_append(result, item) < 0)) {
             render_errf(err, errlen, "out of memory");
             goto done;
         }
     }
     json_object_clear(config);
-    if (json_object_update(config, result) < 0) {
+    if (json_object_set(config, "command", command) < 0 ||
+        json_object_set(config, "env", final_env) < 0 ||
+        json_object_set(config, "labels", final_labels) < 0 ||
+        json_object_set(config, "name", final_name) < 0) {
         render_errf(err, errlen, "out of memory");
         goto done;
+    }
+    for (size_t i = 0; i + 1 < json_array_size(result); i += 2) {
+        if (json_object_set_nocheck(config, json_string_value(json_array_get(result, i)),
+                                    json_array_get(result, i + 1)) < 0) {
+            render_errf(err, errlen, "out of memory");
+            goto done;
+        }
     }
     rc = 0;
 

@@ -179,7 +179,7 @@ json_t *render_copy(const json_t *value)
         if (!copy)
             return NULL;
         json_object_foreach((json_t *)value, key, item) {
-            if (json_object_set_new(copy, key, render_copy(item)) < 0) {
+            if (json_object_set_new_nocheck(copy, key, render_copy(item)) < 0) {
                 json_decref(copy);
                 return NULL;
             }
