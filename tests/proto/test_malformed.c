@@ -336,7 +336,8 @@ static void check_truncations(const char *dir)
             longer[len] = 0xc0;
             rc = drover_msg_decode(longer, len + 1, &m, NULL, err, sizeof err);
             snprintf(what, sizeof what, "one trailing byte: got %s", drover_decode_result_name(rc));
-            expect(rc == DROVER_DECODE_MALFORMED && strstr(err, "trailing") != NULL, names[i], what);
+            expect(rc == DROVER_DECODE_MALFORMED, names[i], what);
+            expect(strstr(err, "trailing") != NULL, names[i], err);
             free(longer);
         }
         free(bytes);
@@ -344,7 +345,8 @@ static void check_truncations(const char *dir)
     ptu_free_names(names, count);
 }
 
-/* Encodes *m, which must succeed, and returns the decode result of the bytes. */
+/* Encodes *m and returns the decode result of the bytes, or 99 when the
+ * encoder fails. */
 static int round_trip(const struct drover_msg *m, struct drover_msg *out, char *err, size_t errlen)
 {
     char *buf = NULL;
@@ -443,6 +445,27 @@ static void check_sizes(void)
     expect(strstr(err, "at most 4096 entries") != NULL, "inventory of 4097", err);
 }
 
+/* Checks that encoding m fails with a reason containing `reason` and
+ * returns neither a buffer nor a length. */
+static void expect_encode_error(const struct drover_msg *m, const char *name, const char *reason)
+{
+    char sentinel = 0;
+    char *buf = &sentinel;
+    size_t len = 1;
+    char err[512] = "";
+    char what[700];
+    int rc = drover_msg_encode(m, &buf, &len, err, sizeof err);
+
+    expect(rc == -1, name, "encoder accepted the message");
+    snprintf(what, sizeof what, "reason \"%s\" does not contain \"%s\"", err, reason);
+    expect(strstr(err, reason) != NULL, name, what);
+    expect(buf == NULL || buf == &sentinel, name, "encoder returned a buffer with its error");
+    expect(buf != &sentinel, name, "encoder left the buffer pointer unset");
+    expect(len == 0, name, "encoder returned a length with its error");
+    if (rc == 0)
+        free(buf);
+}
+
 /* Oversized and invalid fields are refused by the encoder too, which then
  * allocates nothing. */
 static void check_encoder_limits(void)
@@ -460,8 +483,6 @@ static void check_encoder_limits(void)
         for (size_t extra = 0; extra <= 1; extra++) {
             struct drover_msg m, back;
             char *s = filled(strings[i].len + extra, 'r');
-            char *buf = (char *)&m;
-            size_t len = 0;
             int rc;
 
             memset(&m, 0, sizeof m);
@@ -488,9 +509,7 @@ static void check_encoder_limits(void)
                 expect(rc == DROVER_DECODE_OK, strings[i].name, "at the limit: round trip failed");
                 drover_msg_clear(&back);
             } else {
-                rc = drover_msg_encode(&m, &buf, &len, err, sizeof err);
-                expect(rc == -1 && buf == NULL && len == 0, strings[i].name,
-                       "one byte over the limit: encoder accepted it");
+                expect_encode_error(&m, strings[i].name, "expected a string of");
             }
             free(s);
         }
@@ -501,9 +520,6 @@ static void check_encoder_rejects(void)
 {
     struct drover_run_entry entries[2];
     struct drover_msg m;
-    char *buf = NULL;
-    size_t len = 0;
-    char err[512];
 
     memset(&m, 0, sizeof m);
     m.type = DROVER_MSG_HELLO;
@@ -511,64 +527,54 @@ static void check_encoder_rejects(void)
     m.u.hello.type = "process";
     m.u.hello.capacity = 0;
     m.u.hello.schema = "{}";
-    expect(drover_msg_encode(&m, &buf, &len, err, sizeof err) == -1 &&
-           strstr(err, "HELLO field capacity") != NULL, "encode HELLO capacity 0", err);
+    expect_encode_error(&m, "encode HELLO capacity 0", "HELLO field capacity");
     m.u.hello.capacity = 1;
     m.u.hello.schema = "{\"a\":}";
-    expect(drover_msg_encode(&m, &buf, &len, err, sizeof err) == -1 &&
-           strstr(err, "HELLO field schema") != NULL, "encode HELLO bad schema", err);
+    expect_encode_error(&m, "encode HELLO bad schema", "HELLO field schema");
     m.u.hello.schema = "{}";
     m.u.hello.inventory_len = 1;
-    expect(drover_msg_encode(&m, &buf, &len, err, sizeof err) == -1 &&
-           strstr(err, "inventory is NULL") != NULL, "encode HELLO NULL inventory", err);
+    expect_encode_error(&m, "encode HELLO NULL inventory", "inventory is NULL");
     memset(entries, 0, sizeof entries);
     strcpy(entries[0].flow_run_id, RUN_ID);
     strcpy(entries[1].flow_run_id, RUN_ID);
     m.u.hello.inventory = entries;
     m.u.hello.inventory_len = 2;
-    expect(drover_msg_encode(&m, &buf, &len, err, sizeof err) == -1 &&
-           strstr(err, "listed twice") != NULL, "encode HELLO duplicate run", err);
+    expect_encode_error(&m, "encode HELLO duplicate run", "listed twice");
     entries[1].exited = 2;
     entries[1].flow_run_id[0] = '1';
-    expect(drover_msg_encode(&m, &buf, &len, err, sizeof err) == -1 &&
-           strstr(err, "inventory[1].exited") != NULL, "encode HELLO exited 2", err);
+    expect_encode_error(&m, "encode HELLO exited 2", "inventory[1].exited");
 
     memset(&m, 0, sizeof m);
     m.type = DROVER_MSG_LOG;
     strcpy(m.u.log.flow_run_id, "not-a-uuid");
     m.u.log.stream = 1;
     m.u.log.line = "x";
-    expect(drover_msg_encode(&m, &buf, &len, err, sizeof err) == -1 &&
-           strstr(err, "LOG field flow_run_id") != NULL, "encode LOG bad id", err);
+    expect_encode_error(&m, "encode LOG bad id", "LOG field flow_run_id");
     strcpy(m.u.log.flow_run_id, RUN_ID);
     m.u.log.stream = 3;
-    expect(drover_msg_encode(&m, &buf, &len, err, sizeof err) == -1 &&
-           strstr(err, "LOG field stream") != NULL, "encode LOG stream 3", err);
+    expect_encode_error(&m, "encode LOG stream 3", "LOG field stream");
     m.u.log.stream = -1;
-    expect(drover_msg_encode(&m, &buf, &len, err, sizeof err) == -1 &&
-           strstr(err, "LOG field stream") != NULL, "encode LOG stream -1", err);
+    expect_encode_error(&m, "encode LOG stream -1", "LOG field stream");
     m.u.log.stream = 2;
     m.u.log.line = "bad \xff byte";
-    expect(drover_msg_encode(&m, &buf, &len, err, sizeof err) == -1 &&
-           strstr(err, "invalid UTF-8") != NULL, "encode LOG invalid UTF-8", err);
+    expect_encode_error(&m, "encode LOG invalid UTF-8", "invalid UTF-8");
 
     memset(&m, 0, sizeof m);
     m.type = DROVER_MSG_WELCOME;
     m.u.welcome.supervisor_id = "s";
     m.u.welcome.ping_interval_ms = 5000;
     m.u.welcome.liveness_ms = 4999;
-    expect(drover_msg_encode(&m, &buf, &len, err, sizeof err) == -1 &&
-           strstr(err, "WELCOME field liveness_ms") != NULL, "encode WELCOME liveness", err);
+    expect_encode_error(&m, "encode WELCOME liveness", "WELCOME field liveness_ms");
 
     m.type = 13;
-    expect(drover_msg_encode(&m, &buf, &len, err, sizeof err) == -1, "encode type 13",
-           "encoder accepted an unknown type");
-    expect(buf == NULL, "encoder failures", "a buffer was returned");
+    expect_encode_error(&m, "encode type 13", "not a known message type");
 }
 
 /* Values at the edges of their ranges survive a round trip unchanged. */
 static void check_extremes(void)
 {
+    int64_t codes[] = { INT64_MIN, -129, -128, -33, -32, -1, 0, 127, 128, 255, 256, 65536,
+                        INT64_MAX };
     struct drover_msg m, back;
     char err[512];
 
@@ -576,20 +582,22 @@ static void check_extremes(void)
     m.type = DROVER_MSG_PONG;
     m.u.ping.seq = UINT64_MAX;
     m.u.ping.running = UINT32_MAX;
-    expect(round_trip(&m, &back, err, sizeof err) == DROVER_DECODE_OK &&
-           back.u.ping.seq == UINT64_MAX && back.u.ping.running == UINT32_MAX,
-           "PONG maximum values", err);
+    expect(round_trip(&m, &back, err, sizeof err) == DROVER_DECODE_OK, "PONG maximum values", err);
+    expect(back.u.ping.seq == UINT64_MAX, "PONG maximum seq", "value changed");
+    expect(back.u.ping.running == UINT32_MAX, "PONG maximum running", "value changed");
 
-    int64_t codes[] = { INT64_MIN, -129, -128, -33, -32, -1, 0, 127, 128, 255, 256, 65536,
-                        INT64_MAX };
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        char name[64];
+
+        snprintf(name, sizeof name, "EXITED code %lld", (long long)codes[i]);
         memset(&m, 0, sizeof m);
         m.type = DROVER_MSG_EXITED;
         strcpy(m.u.exited.flow_run_id, RUN_ID);
         m.u.exited.code = codes[i];
-        expect(round_trip(&m, &back, err, sizeof err) == DROVER_DECODE_OK &&
-               back.u.exited.code == codes[i] && strcmp(back.u.exited.error, "") == 0,
-               "EXITED code round trip", err);
+        expect(round_trip(&m, &back, err, sizeof err) == DROVER_DECODE_OK, name, err);
+        expect(back.u.exited.code == codes[i], name, "value changed");
+        expect(back.u.exited.error != NULL && back.u.exited.error[0] == '\0', name,
+               "a NULL error did not decode as an empty string");
         drover_msg_clear(&back);
     }
 }
@@ -606,25 +614,41 @@ static void check_typed_and_envelope(void)
     struct drover_msg m;
     char err[512];
     int version = -1;
+    int rc;
 
-    expect(drover_ping_decode(ping, sizeof ping, &p, err, sizeof err) == DROVER_DECODE_OK &&
-           p.seq == 5 && p.running == 2, "drover_ping_decode", err);
-    expect(drover_pong_decode(ping, sizeof ping, &p, err, sizeof err) == DROVER_DECODE_MALFORMED &&
-           strstr(err, "expected PONG, got PING") != NULL, "drover_pong_decode of PING", err);
-    expect(drover_hello_decode(ping, sizeof ping, &h, err, sizeof err) == DROVER_DECODE_MALFORMED
-           && h.executor_id == NULL, "drover_hello_decode of PING", err);
+    rc = drover_ping_decode(ping, sizeof ping, &p, err, sizeof err);
+    expect(rc == DROVER_DECODE_OK, "drover_ping_decode", err);
+    expect(p.seq == 5, "drover_ping_decode seq", "wrong value");
+    expect(p.running == 2, "drover_ping_decode running", "wrong value");
 
-    expect(drover_msg_decode(v2, sizeof v2, &m, &version, err, sizeof err) ==
-           DROVER_DECODE_VERSION && version == 2 && m.type == DROVER_MSG_HELLO,
-           "version 2 HELLO", "version_out or type not reported");
-    expect(drover_msg_decode(t99, sizeof t99, &m, &version, err, sizeof err) ==
-           DROVER_DECODE_UNKNOWN && version == 1 && m.type == 99,
-           "type 99", "version_out or type not reported");
-    expect(strcmp(drover_msg_type_name(DROVER_MSG_GOODBYE), "GOODBYE") == 0 &&
-           strcmp(drover_msg_type_name(0), "UNKNOWN") == 0 &&
-           strcmp(drover_msg_type_name(13), "UNKNOWN") == 0, "drover_msg_type_name", "wrong name");
-    expect(drover_uuid_valid(RUN_ID) && !drover_uuid_valid("0B9E5C39-7D0F-4C63-9A47-2F1C5D3E8A10")
-           && !drover_uuid_valid(NULL), "drover_uuid_valid", "wrong answer");
+    rc = drover_pong_decode(ping, sizeof ping, &p, err, sizeof err);
+    expect(rc == DROVER_DECODE_MALFORMED, "drover_pong_decode of PING", "accepted");
+    expect(strstr(err, "expected PONG, got PING") != NULL, "drover_pong_decode of PING", err);
+
+    rc = drover_hello_decode(ping, sizeof ping, &h, err, sizeof err);
+    expect(rc == DROVER_DECODE_MALFORMED, "drover_hello_decode of PING", "accepted");
+    expect(h.executor_id == NULL, "drover_hello_decode of PING", "output not cleared");
+
+    rc = drover_msg_decode(v2, sizeof v2, &m, &version, err, sizeof err);
+    expect(rc == DROVER_DECODE_VERSION, "version 2 HELLO", err);
+    expect(version == 2, "version 2 HELLO", "version_out not reported");
+    expect(m.type == DROVER_MSG_HELLO, "version 2 HELLO", "type not reported");
+
+    rc = drover_msg_decode(t99, sizeof t99, &m, &version, err, sizeof err);
+    expect(rc == DROVER_DECODE_UNKNOWN, "type 99", err);
+    expect(version == 1, "type 99", "version_out not reported");
+    expect(m.type == 99, "type 99", "type not reported");
+
+    expect(strcmp(drover_msg_type_name(DROVER_MSG_GOODBYE), "GOODBYE") == 0,
+           "drover_msg_type_name 12", "wrong name");
+    expect(strcmp(drover_msg_type_name(0), "UNKNOWN") == 0, "drover_msg_type_name 0",
+           "wrong name");
+    expect(strcmp(drover_msg_type_name(13), "UNKNOWN") == 0, "drover_msg_type_name 13",
+           "wrong name");
+    expect(drover_uuid_valid(RUN_ID) == 1, "drover_uuid_valid lowercase", "rejected");
+    expect(drover_uuid_valid("0B9E5C39-7D0F-4C63-9A47-2F1C5D3E8A10") == 0,
+           "drover_uuid_valid upper case", "accepted");
+    expect(drover_uuid_valid(NULL) == 0, "drover_uuid_valid NULL", "accepted");
     drover_msg_clear(NULL);
 }
 
