@@ -202,7 +202,8 @@ int drover_msg_decode(const void *data, size_t len, struct drover_msg *out,
                       int *version_out, char *err, size_t errlen);
 
 /* Encodes *m.  Returns 0 and a malloc'd buffer in *buf / *len, or -1 with a
- * reason in err when a field breaks its limit (nothing is allocated). */
+ * reason in err when a field breaks its limit (nothing is allocated).  A NULL
+ * string field is encoded as "", which only fields that allow "" accept. */
 int drover_msg_encode(const struct drover_msg *m, char **buf, size_t *len,
                       char *err, size_t errlen);
 
