@@ -35,7 +35,7 @@
 
 #define PROC_DEFAULT_COMMAND "prefect flow-run execute"
 
-/* What spawn needs to start one run. */
+/* Inputs of proc_spawn for one run. */
 struct proc_spec {
     char  **argv;          /* the command's words */
     char  **envp;          /* the complete environment of the command */

@@ -232,10 +232,13 @@ static void spawn_child(int pipe_w, char **margv, char **envp)
 
     if (dup2(pipe_w, PROC_MONITOR_FD) < 0)
         _exit(127);
+    /* The monitor outlives the executor, so it must not keep the
+     * executor's stdout or stderr (perhaps a supervisor's pipe) open. */
     devnull = open("/dev/null", O_RDWR);
     if (devnull >= 0) {
         dup2(devnull, STDIN_FILENO);
         dup2(devnull, STDOUT_FILENO);
+        dup2(devnull, STDERR_FILENO);
     }
     close_range(PROC_MONITOR_FD + 1, ~0U, 0);
     sigemptyset(&none);

@@ -263,6 +263,7 @@ static int main_setup_state(struct drover_executor *ex, const char *base, char *
                  ex->id, path);
         return -1;
     }
+    ex->locked = 1;
     return 0;
 }
 
@@ -396,9 +397,20 @@ static int main_configure(struct drover_executor *ex, const struct main_options 
 
 static void main_cleanup(struct drover_executor *ex)
 {
+    /* A state directory without runs is not needed by a later executor;
+     * rmdir fails harmlessly when a file of another run is left in it. */
+    int empty = ex->locked && sdk_runs_held(ex) == 0;
+
     if (ex->ops->shutdown)
         ex->ops->shutdown(ex);
     sdk_runs_release_all(ex);
+    if (empty) {
+        char lock[PATH_MAX + 8];
+
+        snprintf(lock, sizeof lock, "%s/lock", ex->state_dir);
+        unlink(lock);
+        rmdir(ex->state_dir);
+    }
     if (ex->sock)
         zmq_close(ex->sock);
     if (ex->zctx)

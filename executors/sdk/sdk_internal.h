@@ -85,6 +85,7 @@ struct drover_executor {
     unsigned capacity;
     char    *state_dir;       /* <base>/<id> */
     int      lock_fd;
+    int      locked;          /* this executor holds the state directory's lock */
     int      trace;
     int      curve;
     char     curve_server[41];

@@ -247,7 +247,7 @@ static int conf_next(struct conf *c, struct drover_msg *out, int timeout_ms)
             return 1;
         }
         if (c->rid_len != (size_t)rid_len || memcmp(c->rid, rid, (size_t)rid_len) != 0) {
-            /* A peer that has not said HELLO on this socket. */
+            /* A peer that sent no HELLO on this socket. */
             if (c->goodbye_unknown) {
                 struct drover_msg bye = {.type = DROVER_MSG_GOODBYE};
                 char *buf = NULL;
@@ -979,7 +979,7 @@ static int conf_expect_at(struct conf *c, int type, const char *id, int64_t *at)
 static int check_ack_loss(struct conf *c)
 {
     char cmd[1024];
-    int64_t t1, t2, t3, t4, gap, until;
+    int64_t t1, t2, t3, t4, gap, window, until;
     struct drover_msg m;
 
     conf_shell(c, cmd, sizeof cmd, "while [ ! -e @D/go ]; do sleep 0.1; done");
@@ -998,8 +998,14 @@ static int check_ack_loss(struct conf *c)
      * ID1 is a resend that should have stopped. */
     if (conf_send_raw_job(c, ID2, "[]") < 0 || conf_expect_failed_job(c, ID2, "a JSON array") < 0)
         return -1;
-    gap = (t2 - t1 > t4 - t3 ? t2 - t1 : t4 - t3);
-    until = conf_now() + (3 * gap < 2000 ? 2000 : 3 * gap > 20000 ? 20000 : 3 * gap);
+    /* Watch for three of the longest resend intervals seen, within 2 to 20 s. */
+    gap = t2 - t1 > t4 - t3 ? t2 - t1 : t4 - t3;
+    window = 3 * gap;
+    if (window < 2000)
+        window = 2000;
+    if (window > 20000)
+        window = 20000;
+    until = conf_now() + window;
     for (;;) {
         int64_t left = until - conf_now();
         int rc = left > 0 ? conf_next(c, &m, (int)left) : 0;

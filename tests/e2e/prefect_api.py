@@ -18,6 +18,9 @@ FINAL_STATE_TYPES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 # spends most of its time importing Prefect, so this is deliberately large.
 DEFAULT_DEADLINE_SECONDS = 180.0
 
+# Attempts of one request while the server answers 503 Service Unavailable.
+RETRIES_ON_503 = 10
+
 
 class WaitTimeout(AssertionError):
     """A waited-for condition did not hold before the deadline."""
@@ -54,8 +57,21 @@ class PrefectApi:
     def close(self) -> None:
         self.http.close()
 
-    def _request(self, method: str, path: str, **kwargs):
-        response = self.http.request(method, path.lstrip("/"), **kwargs)
+    def _request(self, method: str, path: str, missing_ok: bool = False, **kwargs):
+        """Send a request and return the decoded JSON body, None for an empty one.
+
+        With missing_ok, a 404 Not Found returns None as well.
+        The server answers 503 when SQLite is busy or locked and has rolled
+        the transaction back, so the request is retried a bounded number of
+        times.  Any other error status fails the test.
+        """
+        for attempt in range(RETRIES_ON_503):
+            response = self.http.request(method, path.lstrip("/"), **kwargs)
+            if response.status_code != 503:
+                break
+            time.sleep(min(0.5 * (attempt + 1), 5.0))
+        if response.status_code == 404 and missing_ok:
+            return None
         if response.status_code >= 400:
             raise AssertionError(
                 f"{method} {path} returned {response.status_code}: {response.text}")
@@ -74,11 +90,7 @@ class PrefectApi:
 
     def read_pool(self, name: str) -> dict | None:
         """Return the pool, or None when the server has no pool of that name."""
-        response = self.http.get(f"work_pools/{name}")
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
-        return response.json()
+        return self._request("GET", f"/work_pools/{name}", missing_ok=True)
 
     def pool_workers(self, pool: str) -> list[dict]:
         return self._request("POST", f"/work_pools/{pool}/workers/filter", json={})

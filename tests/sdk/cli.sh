@@ -60,11 +60,15 @@ pids+=("$first")
 for _ in $(seq 100); do [ -e "$dir/state/lock-test/lock" ] && break; sleep 0.1; done
 expect_status lock 1 "$exe" --connect "ipc://$dir/nobody.sock" --id lock-test --state-dir "$dir/state"
 expect_in lock "$dir/err" "another executor with id lock-test"
+if [ -e "$dir/state/lock-test/lock" ]; then passed=$((passed + 1)); else
+    echo "FAIL lock: the refused executor removed the lock file of the running one"; failures=$((failures + 1)); fi
 kill -TERM "$first"
 wait "$first"
 status=$?
 if [ "$status" -eq 0 ]; then passed=$((passed + 1)); else
     echo "FAIL sigterm-unwelcomed: exit status $status"; sed 's/^/  | /' "$dir/first.err"; failures=$((failures + 1)); fi
+if [ ! -e "$dir/state/lock-test" ]; then passed=$((passed + 1)); else
+    echo "FAIL state-cleanup: the state directory of an executor without runs is left behind"; failures=$((failures + 1)); fi
 
 # CURVE: both keys are needed, and a key file's content never appears in the log.
 secret=SECRETsecretSECRETsecretSECRETsecret123

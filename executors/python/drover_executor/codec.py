@@ -200,6 +200,11 @@ TYPE_NAMES: Dict[int, str] = {num: cls.__name__.upper() for num, cls in MESSAGE_
 TYPE_NAMES_REVERSED: Dict[str, int] = {name: num for num, name in TYPE_NAMES.items()}
 
 
+def is_flow_run_id(text: str) -> bool:
+    """Tell whether text is a flow run id in canonical lowercase UUID form."""
+    return bool(_UUID_RE.match(text))
+
+
 def type_name(msg_type: int) -> str:
     """Return the upper-case name of a message type ("HELLO"), or "UNKNOWN"."""
     return TYPE_NAMES.get(msg_type, "UNKNOWN")

@@ -29,6 +29,7 @@ import sys
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
+import msgpack
 import zmq
 
 from . import codec
@@ -341,8 +342,9 @@ class Executor:
             if self._wake_r in events:
                 poll_now = self._drain_wake_pipe()
             if self._stop_reason is not None:
-                if self._welcomed:
-                    self._send(Goodbye(_cut(self._stop_reason, codec.MAX_REASON)))
+                # Sent before WELCOME too: a supervisor that has already welcomed
+                # this connection learns at once that the executor is gone.
+                self._send(Goodbye(_cut(self._stop_reason, codec.MAX_REASON)))
                 self._info("stop", reason=self._stop_reason, runs=len(self.runs))
                 return 0
             if self._sock is not None and self._sock in events:
@@ -463,7 +465,7 @@ class Executor:
         try:
             msg = codec.decode(data)
         except ProtocolError as exc:
-            return self._handle_bad_frame(exc, len(data))
+            return self._handle_bad_frame(exc, data)
         if self.trace:
             self._trace("supervisor -> executor", codec.type_name(msg.TYPE), len(data))
 
@@ -480,7 +482,8 @@ class Executor:
         self._last_rx = time.monotonic()
         return handler(self, msg)
 
-    def _handle_bad_frame(self, exc: ProtocolError, size: int) -> Optional[int]:
+    def _handle_bad_frame(self, exc: ProtocolError, data: bytes) -> Optional[int]:
+        size = len(data)
         if self.trace:
             self._trace("supervisor -> executor", "INVALID", size)
         if exc.kind == codec.VERSION and not self._welcomed:
@@ -489,7 +492,32 @@ class Executor:
                         executor_version=codec.PROTOCOL_VERSION, reason=exc.peer_reason)
             return 1
         self._count_malformed(exc.reason, size, kind=exc.kind)
+        if exc.kind == codec.MALFORMED and self._welcomed:
+            self._answer_bad_job(data, exc.reason)
         return None
+
+    def _answer_bad_job(self, data: bytes, reason: str) -> None:
+        """Fail a JOB whose fields the decoder rejected, when it still names its run.
+
+        Only [1, 4, <flow run id>, <anything>] qualifies, and never a run
+        already held: the run then fails at once instead of waiting for the
+        supervisor's inventory check.
+        """
+        unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(data) + 1)
+        unpacker.feed(data)
+        try:
+            if unpacker.read_array_header() != 4 or unpacker.unpack() != codec.PROTOCOL_VERSION \
+                    or unpacker.unpack() != Job.TYPE:
+                return
+            flow_run_id = unpacker.unpack()
+        except (ValueError, TypeError, msgpack.UnpackException):
+            return
+        if not isinstance(flow_run_id, str) or not codec.is_flow_run_id(flow_run_id) \
+                or flow_run_id in self.runs:
+            return
+        run = Run(flow_run_id)
+        self.runs[flow_run_id] = run
+        self._fail_start(run, f"invalid job configuration: {reason}")
 
     def _count_malformed(self, reason: str, size: int, kind: str = codec.MALFORMED) -> None:
         self.malformed_count += 1
@@ -725,8 +753,8 @@ class Executor:
             self._send(self._pending_logs.popleft())
 
     def _send(self, msg: Any) -> None:
-        """Send a message; only HELLO goes out before WELCOME, the rest waits or is resent."""
-        if self._sock is None or (not self._welcomed and not isinstance(msg, Hello)):
+        """Send a message; before WELCOME only HELLO and GOODBYE go out, the rest waits."""
+        if self._sock is None or (not self._welcomed and not isinstance(msg, (Hello, Goodbye))):
             return
         try:
             data = codec.encode(msg)

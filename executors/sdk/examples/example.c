@@ -60,7 +60,7 @@ static const struct drover_describe example_describe = {
     .variables_json = example_variables,
 };
 
-/* What the executor keeps per run. */
+/* Per-run state of the example executor. */
 struct example_run {
     pid_t   pid;
     int     pidfd, out, err;    /* watched fds, -1 once closed */

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,6 +37,10 @@ class ShellProcess:
         self.partial: Dict[int, bytes] = {STREAM_STDOUT: b"", STREAM_STDERR: b""}
         self.pipes: Dict[int, Any] = {STREAM_STDOUT: proc.stdout, STREAM_STDERR: proc.stderr}
         self.timers: List[Any] = []
+        # A KILL is under way and its SIGKILL is still to come.
+        self.sigkill_pending = False
+        # The grace period ended with processes left in the group, which got SIGKILL.
+        self.escalated = False
 
 
 class RecoveredProcess:
@@ -44,6 +49,8 @@ class RecoveredProcess:
     def __init__(self, pid: int):
         self.pid = pid
         self.timers: List[Any] = []
+        self.sigkill_pending = False
+        self.escalated = False
 
 
 class ShellExecutor(Executor):
@@ -75,6 +82,10 @@ class ShellExecutor(Executor):
                 env.pop(key, None)
             else:
                 env[key] = value
+        program = _missing_program(config["command"], env.get("PATH", os.defpath),
+                                   config["working_dir"])
+        if program:
+            raise FileNotFoundError(f"command not found: {program}")
         proc = subprocess.Popen(
             ["/bin/sh", "-c", config["command"]],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -101,20 +112,33 @@ class ShellExecutor(Executor):
         code = handle.proc.poll()
         if code is None:
             return None
+        # While a KILL is under way the run is the whole process group: a shell that
+        # died of SIGTERM may leave commands that ignore it until the SIGKILL.
+        if handle.sigkill_pending and _group_alive(handle.pid):
+            return None
         # Lines written just before the exit are still in the pipes: send them before EXITED.
         for stream in list(handle.pipes):
             self._read_pipe(run.flow_run_id, handle, stream, final=True)
         self._cancel_timers(handle)
-        return code
+        return -signal.SIGKILL if handle.escalated else code
 
     def kill(self, run: Run, grace_seconds: int) -> None:
-        self._signal_group(run.handle.pid, signal.SIGTERM)
+        handle = run.handle
+        self._signal_group(handle.pid, signal.SIGTERM)
         if grace_seconds == 0:
-            self._signal_group(run.handle.pid, signal.SIGKILL)
+            self._escalate(handle)
             return
-        pid = run.handle.pid
-        run.handle.timers.append(
-            self.call_later(grace_seconds, lambda: self._signal_group(pid, signal.SIGKILL)))
+        # A second KILL may shorten the grace period: the earliest SIGKILL timer wins.
+        handle.sigkill_pending = True
+        handle.timers.append(self.call_later(grace_seconds, lambda: self._escalate(handle)))
+
+    def _escalate(self, handle: Any) -> None:
+        if handle.escalated:
+            return
+        handle.sigkill_pending = False
+        if _group_alive(handle.pid):
+            handle.escalated = True
+            self._signal_group(handle.pid, signal.SIGKILL)
 
     def recover(self, identifier: str) -> Any:
         host, _, pid_text = identifier.rpartition(":")
@@ -193,6 +217,17 @@ class ShellExecutor(Executor):
         handle.timers.clear()
 
 
+def _group_alive(pgid: int) -> bool:
+    """Tell whether any process is left in the process group."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -201,6 +236,34 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# Words that make a command more than one plain program call; with any of them
+# the shell decides what runs, and the program is not checked before the start.
+_SHELL_SYNTAX = set("|&;<>()$`\\\"'*?[]#~=%{}!\n")
+_SHELL_WORDS = {"if", "then", "else", "elif", "fi", "case", "esac", "for", "while", "until",
+                "do", "done", "in", "function", "select", "time", "exec", "eval", "command",
+                "cd", "export", "set", "unset", "trap", "read", "test", "[", "true", "false",
+                "exit", "return", "shift", "wait", "umask", "ulimit", "alias", "source", ".",
+                ":", "echo", "printf", "kill", "type", "hash", "getopts", "pwd", "readonly",
+                "local", "times", "break", "continue", "jobs", "fg", "bg"}
+
+
+def _missing_program(command: str, path: str, working_dir: Optional[str]) -> str:
+    """Return the program a plain command names when it cannot be found, else "".
+
+    Only a command made of plain words is checked, whose first word is no
+    shell keyword or builtin, so that a missing program fails the start with
+    a clear error instead of exiting with the shell's status 127.
+    """
+    words = command.split()
+    if not words or any(c in _SHELL_SYNTAX for c in command) or words[0] in _SHELL_WORDS:
+        return ""
+    program = words[0]
+    if "/" in program:
+        full = os.path.join(working_dir or os.getcwd(), program)
+        return "" if os.access(full, os.X_OK) else program
+    return "" if shutil.which(program, path=path) else program
 
 
 def main(argv: Optional[List[str]] = None) -> int:
