@@ -2,7 +2,8 @@
 # Installs what drover needs to build and test on Debian 12 or newer:
 # the C libraries and tools from Debian, and a Python virtual environment
 # (.venv at the top of the source tree, or $DROVER_VENV) holding the pinned
-# Prefect release that the end-to-end tests run as a real server.
+# Prefect release that the end-to-end tests run as a real server, and
+# drover's Python executor SDK.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,4 +33,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install -q --disable-pip-version-check \
     "prefect==$prefect_version" pytest pyzmq msgpack
+# The Python executor SDK and its example executor (drover-executor-shell),
+# which the end-to-end tests serve a pool with.
+"$venv/bin/pip" install -q --disable-pip-version-check --no-deps -e "$top/executors/python"
 echo "install-deps: Prefect $prefect_version in $venv"
