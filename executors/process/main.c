@@ -322,7 +322,8 @@ static int proc_recover(struct drover_run *run, const char *identifier, char *er
     FILE *f;
 
     gethostname(host, sizeof host - 1);
-    if (!colon || (size_t)(colon - identifier) != strlen(host) || strncmp(identifier, host, strlen(host)) != 0) {
+    if (identifier[0] &&
+        (!colon || (size_t)(colon - identifier) != strlen(host) || strncmp(identifier, host, strlen(host)) != 0)) {
         snprintf(err, errlen, "identifier %s does not belong to host %s", identifier, host);
         return DROVER_START_FAILED;
     }
@@ -330,14 +331,26 @@ static int proc_recover(struct drover_run *run, const char *identifier, char *er
         snprintf(err, errlen, "out of memory");
         return DROVER_START_FAILED;
     }
-    if (proc_read_exit(run, &code) == 0) {
-        drover_run_exited(run, code);
-        return DROVER_START_OK;
-    }
     if (drover_run_state_path(run, ".pid", path, sizeof path) == 0 && (f = fopen(path, "r"))) {
         if (fscanf(f, "%ld %ld", &child, &monitor) != 2)
             child = monitor = 0;
         fclose(f);
+    }
+    /* The executor stopped before it read the monitor's start record: the
+     * monitor's .pid file tells whether the command started. */
+    if (!identifier[0]) {
+        char ident[DROVER_MAX_IDENTIFIER + 1];
+
+        if (child <= 0) {
+            snprintf(err, errlen, "the command never started");
+            return DROVER_START_FAILED;
+        }
+        snprintf(ident, sizeof ident, "%s:%ld", host, child);
+        drover_run_started(run, ident);
+    }
+    if (proc_read_exit(run, &code) == 0) {
+        drover_run_exited(run, code);
+        return DROVER_START_OK;
     }
     if (monitor <= 0 || !proc_is_monitor((pid_t)monitor, drover_run_flow_run_id(run))) {
         /* The monitor may have written the exit file and ended just now. */

@@ -722,8 +722,8 @@ static void loop_say_goodbye(struct drover_executor *ex)
 {
     struct drover_msg m = {.type = DROVER_MSG_GOODBYE};
 
-    /* After REJECT nothing more goes out on the socket. */
-    if (!ex->sock || ex->exit_status) {
+    /* Before WELCOME only HELLO may be sent, and after REJECT nothing. */
+    if (!ex->sock || ex->exit_status || ex->conn != SDK_READY) {
         loop_close_socket(ex, 0);
         return;
     }

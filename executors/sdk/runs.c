@@ -412,7 +412,12 @@ static void runs_recover_one(struct drover_executor *ex, const char *path)
         goto done;
     }
     if (st == SDK_RUN_STARTING || !identifier[0]) {
-        drover_run_exited_error(run, 1, "the executor stopped while the run was starting");
+        /* The infrastructure may have started without the executor seeing
+         * it: recover gets an empty identifier and may report the start. */
+        run->state = SDK_RUN_STARTING;
+        if (!ex->ops->recover || ex->ops->recover(run, "", err, sizeof err) != DROVER_START_OK ||
+            run->state == SDK_RUN_STARTING)
+            drover_run_exited_error(run, 1, "the executor stopped while the run was starting");
         goto done;
     }
     run->state = SDK_RUN_STARTED;

@@ -105,7 +105,9 @@ struct drover_executor_ops {
      * return DROVER_START_OK when it is still alive (and watch it again), or
      * call drover_run_exited() and return DROVER_START_OK when it has ended,
      * or return DROVER_START_FAILED with a reason when it cannot be found.
-     * Without this callback such runs are reported as lost. */
+     * A run the executor stopped during (DROVER_START_PENDING) comes with an
+     * empty identifier: report its start with drover_run_started() if it
+     * did start.  Without this callback such runs are reported as lost. */
     int (*recover)(struct drover_run *run, const char *identifier, char *err, size_t errlen);
 
     /* Called when a watched fd is readable or hung up. */

@@ -1393,6 +1393,71 @@ static int check_curve(struct conf *c)
     return conf_stop(c);
 }
 
+static int conf_write(struct conf *c, const char *dir, const char *name, const char *text)
+{
+    char path[600];
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (!(f = fopen(path, "w")))
+        return conf_fail(c, "create %s: %s", path, strerror(errno));
+    fputs(text, f);
+    fclose(f);
+    return 0;
+}
+
+/* Run records left by an earlier drover-executor-process with the same id:
+ * a run it stopped during start whose command started and ended, a started
+ * run whose monitor is gone without an exit status, and a damaged record. */
+static int check_process_recover_records(struct conf *c)
+{
+    static char *const id_args[] = {"--id", "conformance-records", NULL};
+    char dir[400], host[200] = "", ident[300], rec[600];
+    struct drover_msg m;
+    int rc = 0;
+
+    gethostname(host, sizeof host - 1);
+    snprintf(dir, sizeof dir, "%s/conformance-records", c->state_dir);
+    if (mkdir(c->state_dir, 0700) < 0 || mkdir(dir, 0700) < 0)
+        return conf_fail(c, "mkdir %s: %s", dir, strerror(errno));
+    snprintf(rec, sizeof rec, "{\"flow_run_id\": \"%s\", \"identifier\": \"\", \"state\": \"starting\", "
+             "\"code\": 0, \"started_acked\": false, \"error\": null}", ID1);
+    if (conf_write(c, dir, "0b9e5c39-7d0f-4c63-9a47-2f1c5d3e8a10.json", rec) < 0 ||
+        conf_write(c, dir, "0b9e5c39-7d0f-4c63-9a47-2f1c5d3e8a10.pid", "4194000 4194001\n") < 0 ||
+        conf_write(c, dir, "0b9e5c39-7d0f-4c63-9a47-2f1c5d3e8a10.exit", "6\n") < 0)
+        return -1;
+    snprintf(rec, sizeof rec, "{\"flow_run_id\": \"%s\", \"identifier\": \"%s:4194002\", \"state\": \"started\", "
+             "\"code\": 0, \"started_acked\": true, \"error\": null}", ID2, host);
+    if (conf_write(c, dir, "1c0f6d4a-8e1f-4d74-8b58-3a2d6e4f9b21.json", rec) < 0 ||
+        conf_write(c, dir, "2d1a7e5b-9f2a-4e85-9c69-4b3e7f5a0c32.json", "{\"flow_run_id\": ") < 0)
+        return -1;
+
+    c->extra_args = (char **)id_args;
+    if (conf_spawn(c) < 0 || conf_expect(c, DROVER_MSG_HELLO, NULL, &m, NULL, NULL) < 0)
+        return -1;
+    snprintf(ident, sizeof ident, "%s:4194000", host);
+    if (conf_inventory_has(c, ID1, ident, 1) < 0 || conf_inventory_has(c, ID2, NULL, 1) < 0)
+        return -1;
+    if (c->hello.inventory_len != 2)
+        return conf_fail(c, "the inventory lists %zu runs, expected 2 (the damaged record is ignored)",
+                         c->hello.inventory_len);
+    if (conf_send_welcome(c) < 0 || conf_expect(c, DROVER_MSG_EXITED, ID1, &m, NULL, NULL) < 0)
+        return -1;
+    if (m.u.exited.code != 6 || m.u.exited.error[0])
+        rc = conf_fail(c, "run 1: EXITED code %lld error \"%s\", expected code 6", (long long)m.u.exited.code,
+                       m.u.exited.error);
+    drover_msg_clear(&m);
+    if (rc < 0 || conf_send_ack(c, ID1, DROVER_MSG_EXITED) < 0 ||
+        conf_expect(c, DROVER_MSG_EXITED, ID2, &m, NULL, NULL) < 0)
+        return -1;
+    if (!m.u.exited.error[0])
+        rc = conf_fail(c, "run 2, whose monitor is gone, got EXITED without an error");
+    drover_msg_clear(&m);
+    if (rc < 0 || conf_send_ack(c, ID2, DROVER_MSG_EXITED) < 0)
+        return -1;
+    return conf_stop(c);
+}
+
 static const struct {
     const char *name;
     int (*run)(struct conf *c);
@@ -1422,6 +1487,7 @@ static const struct {
     {"process_bad_working_dir", check_process_bad_working_dir, 0},
     {"process_identifier", check_process_identifier, 0},
     {"process_env", check_process_env, 0},
+    {"process_recover_records", check_process_recover_records, 0},
 };
 
 #define CONF_N_CHECKS (sizeof conf_checks / sizeof conf_checks[0])
