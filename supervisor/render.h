@@ -63,8 +63,8 @@ int render_check_template(const json_t *base_template, char *err, size_t errlen)
 /* Merges deployment and flow-run job variables: env updated key by key, other
  * keys overwritten by the run.  Either argument may be NULL.  Returns NULL
  * when an argument is not an object or the run's env is not an object while
- * the deployment's is (Prefect raises there too), or on allocation failure;
- * render_merge_job_variables_checked says which. */
+ * the deployment's is (Prefect raises there too), or on allocation failure.
+ * render_merge_job_variables_checked also writes the reason into err. */
 json_t *render_merge_job_variables(const json_t *deployment_vars, const json_t *run_vars);
 json_t *render_merge_job_variables_checked(const json_t *deployment_vars, const json_t *run_vars,
                                            char *err, size_t errlen);
@@ -127,6 +127,13 @@ struct render_context {
  * rendered with ctx; "prefect flow-run execute" when no command is set. */
 int render_prepare(json_t *config, const struct render_context *ctx, char *err, size_t errlen);
 
+/* Moves command, env, labels and name to the front of a prepared
+ * configuration, in that order, as Prefect's model_dump prints the
+ * configuration object; the other fields keep their order.  Key order
+ * does not matter to executors, so only output meant to match Prefect's
+ * byte for byte (drover render) needs this.  Returns 0 or -1 (no memory). */
+int render_order_fields(json_t *config);
+
 /* Writes Python's str() text form of a JSON value into a new malloc'd string
  * ("True", "None", "{'a': 1}"); NULL on allocation failure. */
 char *render_pytext(const json_t *value);
@@ -154,13 +161,14 @@ int render_cli_main(int argc, char **argv);
 /* Nesting deeper than this is rejected (jansson's parser has the same cap). */
 #define RENDER_MAX_DEPTH 2048
 
-/* Growable byte buffer; failed is set once an allocation fails or the text
+/* Growable byte buffer (initialize with {0}, never copy); failed is set once an allocation fails or the text
  * would exceed RENDER_MAX_TEXT, after which appends do nothing. */
 struct render_buf {
     char  *data;
     size_t len;
     size_t cap;
     int    failed;
+    char   small[192]; /* first storage, so short strings need no malloc */
 };
 void render_buf_append(struct render_buf *buf, const char *text, size_t len);
 void render_buf_putc(struct render_buf *buf, char c);

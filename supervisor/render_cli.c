@@ -290,6 +290,10 @@ static int run_pipeline(const struct cli_options *opt, struct cli_inputs *in)
             fprintf(stderr, "drover render: %s\n", err);
             goto done;
         }
+        if (render_order_fields(config) < 0) {
+            fprintf(stderr, "drover render: out of memory\n");
+            goto done;
+        }
     }
     rc = print_json(config);
 

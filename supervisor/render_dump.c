@@ -108,7 +108,7 @@ static void dump_value(struct render_buf *buf, const json_t *value, int indent, 
         render_int_append(buf, json_integer_value(value));
         break;
     case JSON_REAL:
-        /* jansson holds finite reals only, so Infinity/NaN never occur. */
+        /* jansson stores finite reals only, so Infinity and NaN never occur. */
         render_pyfloat_append(buf, json_real_value(value));
         break;
     case JSON_TRUE:

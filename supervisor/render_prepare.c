@@ -11,8 +11,9 @@
  * rendered once more with {"ctx": {"flow", "flow_run"}} and defaulting to
  * the flow run's name, and "prefect flow-run execute" as default command.
  *
- * The result lists command, env, labels and name first (the class's field
- * order, as model_dump prints it), then the other fields in template order.
+ * render_prepare keeps the fields where they are (the four base fields are
+ * appended when missing); render_order_fields puts them first in the class's
+ * field order, as model_dump prints them.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -435,15 +436,59 @@ static int in_field_order(json_t *config)
     return 1;
 }
 
+int render_order_fields(json_t *config)
+{
+    json_t *others;
+    json_t *base[4] = {NULL};
+    const char *key;
+    json_t *item;
+    int rc = -1;
+
+    if (!json_is_object(config))
+        return -1;
+    if (in_field_order(config))
+        return 0;
+    others = json_array();
+    if (!others)
+        return -1;
+    /* Keep every field aside, clear the object, insert in the final order. */
+    json_object_foreach(config, key, item) {
+        size_t b;
+
+        for (b = 0; b < 4; b++)
+            if (strcmp(key, base_order[b]) == 0)
+                break;
+        if (b < 4) {
+            base[b] = json_incref(item);
+            continue;
+        }
+        if (json_array_append_new(others, json_string(key)) < 0 ||
+            json_array_append(others, item) < 0)
+            goto done;
+    }
+    json_object_clear(config);
+    for (size_t b = 0; b < 4; b++)
+        if (base[b] && json_object_set(config, base_order[b], base[b]) < 0)
+            goto done;
+    for (size_t i = 0; i + 1 < json_array_size(others); i += 2)
+        if (json_object_set_nocheck(config, json_string_value(json_array_get(others, i)),
+                                    json_array_get(others, i + 1)) < 0)
+            goto done;
+    rc = 0;
+
+done:
+    for (size_t b = 0; b < 4; b++)
+        json_decref(base[b]);
+    json_decref(others);
+    return rc;
+}
+
 int render_prepare(json_t *config, const struct render_context *ctx, char *err, size_t errlen)
 {
     json_t *command = NULL, *env = NULL, *labels = NULL, *name = NULL;
     json_t *final_env = NULL, *final_labels = NULL, *final_name = NULL;
-    json_t *result = NULL;
     const json_t *run_name;
     char run_id[37];
-    const char *key;
-    json_t *item;
     int rc = -1;
 
     if (!json_is_object(config)) {
@@ -486,50 +531,13 @@ int render_prepare(json_t *config, const struct render_context *ctx, char *err, 
         command = json_string("prefect flow-run execute");
     }
 
-    if (in_field_order(config)) {
-        /* The base fields already lead in class order: update in place. */
-        if (json_object_set(config, "command", command) < 0 ||
-            json_object_set(config, "env", final_env) < 0 ||
-            json_object_set(config, "labels", final_labels) < 0 ||
-            json_object_set(config, "name", final_name) < 0) {
-            render_errf(err, errlen, "out of memory");
-            goto done;
-        }
-        rc = 0;
-        goto done;
-    }
-    /* Rebuild with the base fields first: keep the other fields aside, clear
-     * the object, then insert in the final order (each key set once). */
-    result = json_array();
-    if (!result) {
-        render_errf(err, errlen, "out of memory");
-        goto done;
-    }
-    json_object_foreach(config, key, item) {
-        int base = 0;
-
-        for (size_t i = 0; i < sizeof(base_order) / sizeof(base_order[0]); i++)
-            base |= strcmp(key, base_order[i]) == 0;
-        if (!base && (json_array_append_new(result, json_string(key)) < 0 ||
-                      json_array_append(result, item) < 0)) {
-            render_errf(err, errlen, "out of memory");
-            goto done;
-        }
-    }
-    json_object_clear(config);
+    /* json_object_set keeps a key's position; missing fields go last. */
     if (json_object_set(config, "command", command) < 0 ||
         json_object_set(config, "env", final_env) < 0 ||
         json_object_set(config, "labels", final_labels) < 0 ||
         json_object_set(config, "name", final_name) < 0) {
         render_errf(err, errlen, "out of memory");
         goto done;
-    }
-    for (size_t i = 0; i + 1 < json_array_size(result); i += 2) {
-        if (json_object_set_nocheck(config, json_string_value(json_array_get(result, i)),
-                                    json_array_get(result, i + 1)) < 0) {
-            render_errf(err, errlen, "out of memory");
-            goto done;
-        }
     }
     rc = 0;
 
@@ -541,6 +549,5 @@ done:
     json_decref(final_env);
     json_decref(final_labels);
     json_decref(final_name);
-    json_decref(result);
     return rc;
 }

@@ -24,12 +24,23 @@ static int buf_reserve(struct render_buf *buf, size_t extra)
     need = buf->len + extra + 1;
     if (need <= buf->cap)
         return 0;
+    if (!buf->data && need <= sizeof(buf->small)) {
+        buf->data = buf->small;
+        buf->cap = sizeof(buf->small);
+        return 0;
+    }
     cap = buf->cap ? buf->cap : 64;
     while (cap < need)
         cap *= 2;
     if (cap > RENDER_MAX_TEXT)
         cap = RENDER_MAX_TEXT;
-    data = realloc(buf->data, cap);
+    if (buf->data == buf->small) {
+        data = malloc(cap);
+        if (data)
+            memcpy(data, buf->small, buf->len + 1);
+    } else {
+        data = realloc(buf->data, cap);
+    }
     if (!data) {
         buf->failed = 1;
         return -1;
@@ -67,7 +78,7 @@ char *render_buf_finish(struct render_buf *buf)
         render_buf_free(buf);
         return NULL;
     }
-    text = buf->data;
+    text = buf->data == buf->small ? strdup(buf->small) : buf->data;
     buf->data = NULL;
     buf->len = buf->cap = 0;
     return text;
@@ -75,7 +86,8 @@ char *render_buf_finish(struct render_buf *buf)
 
 void render_buf_free(struct render_buf *buf)
 {
-    free(buf->data);
+    if (buf->data != buf->small)
+        free(buf->data);
     buf->data = NULL;
     buf->len = buf->cap = 0;
 }

@@ -247,20 +247,12 @@ static int attach(struct builder *b, json_t *value, const yaml_mark_t *mark)
     top = &b->stack[b->depth];
     if (json_is_array(top->node))
         return json_array_append_new(top->node, value);
+    /* on_scalar and on_alias take keys, and on_start rejects a container
+     * in key position, so a mapping here always has its key. */
     if (!top->key) {
-        /* This value is a key. */
-        if (!json_is_string(value)) {
-            /* Scalar keys of other types use their text; containers cannot be keys. */
-            if (json_is_object(value) || json_is_array(value)) {
-                json_decref(value);
-                set_err(b->err, b->errlen, b->name, mark->line + 1, mark->column + 1,
-                        "mapping keys must be scalars");
-                return -1;
-            }
-        }
         json_decref(value);
         set_err(b->err, b->errlen, b->name, mark->line + 1, mark->column + 1,
-                "internal error: key not captured");
+                "mapping key missing");
         return -1;
     }
     if (json_object_get(top->node, top->key)) {
