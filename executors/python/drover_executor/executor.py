@@ -2,8 +2,8 @@
 
 An author subclasses Executor, declares the job configuration fields and
 implements start(), poll() and kill().  The SDK owns everything on the
-wire: it connects a DEALER socket, says HELLO with the schema and the
-inventory of runs it still knows, waits for WELCOME, pings, reconnects on a
+wire: it connects a DEALER socket, sends HELLO with the schema and the
+inventory of runs it still holds, waits for WELCOME, pings, reconnects on a
 fresh socket when the supervisor goes silent, resends STARTED and EXITED
 until they are acknowledged, ignores duplicate JOBs and says GOODBYE on
 SIGTERM or SIGINT.
@@ -273,7 +273,7 @@ class Executor:
         return timer
 
     def stop(self, reason: str = "stopped") -> None:
-        """Make serve() say GOODBYE and return 0; safe to call from another thread."""
+        """Make serve() send GOODBYE and return 0; safe to call from another thread."""
         self._stop_reason = reason
         try:
             os.write(self._wake_w, b"s")
@@ -326,7 +326,8 @@ class Executor:
                 self._poller = None
         finally:
             if self._state is not None:
-                self._state.close()
+                # A directory without runs is of no use to a later executor.
+                self._state.close(remove=not self.runs)
                 self._state = None
             self.shutdown()
 
@@ -366,7 +367,7 @@ class Executor:
     # -------------------------------------------------------- connection
 
     def _connect(self) -> None:
-        """Open a fresh DEALER socket and say HELLO with the current inventory.
+        """Open a fresh DEALER socket and send HELLO with the current inventory.
 
         A fresh socket drops whatever the old one still queued, so the HELLO
         is the first message the supervisor gets on the new connection.
@@ -633,7 +634,7 @@ class Executor:
         run.killing = True
         try:
             self.kill(run, msg.grace_seconds)
-        except Exception as exc:  # report and carry on: poll() still sees the run
+        except Exception as exc:  # report and carry on: poll() still reports the run's end
             self._error("kill_failed", flow_run=run.flow_run_id, error=_exc_text(exc))
         self._poll_run(run)
         return None

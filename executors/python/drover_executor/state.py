@@ -37,7 +37,17 @@ class StateDir:
             raise ValueError(f"state directory {path} is in use by another executor with the "
                              f"same id; give each executor its own --id") from None
 
-    def close(self) -> None:
+    def close(self, remove: bool = False) -> None:
+        """Release the lock; with remove, also delete the lock file and the directory.
+
+        rmdir fails harmlessly when a run file is still there.
+        """
+        if remove:
+            for path in (os.path.join(self.path, "lock"), self.path):
+                try:
+                    os.rmdir(path) if path == self.path else os.unlink(path)
+                except OSError:
+                    pass
         os.close(self._lock_fd)
 
     def _file(self, flow_run_id: str) -> str:
