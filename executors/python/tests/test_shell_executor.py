@@ -359,3 +359,21 @@ def test_restart_reports_run_from_state_dir(tmp_path):
                 p.kill()
                 p.wait()
         sup.close()
+
+
+def test_job_with_rejected_config_fails(supervisor, executor):
+    supervisor.welcome()
+    run_id = new_run_id()
+    supervisor.send_raw(msgpack.packb([1, 4, run_id, "[1, 2]"]))
+    exited = supervisor.expect(Exited)
+    assert exited.flow_run_id == run_id
+    assert exited.error.startswith("invalid job configuration: JOB field config")
+
+
+def test_missing_program_fails_to_start(supervisor, executor):
+    supervisor.welcome()
+    run_id = new_run_id()
+    supervisor.send(job(run_id, command="/nonexistent/drover-test-program --flag"))
+    started, _, exited = collect_until_exited(supervisor, run_id)
+    assert started is None
+    assert "command not found: /nonexistent/drover-test-program" in exited.error
