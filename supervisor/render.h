@@ -230,6 +230,20 @@ int render_apply_layered(const json_t *tmpl, const json_t *values, const json_t 
  * placeholder that is not set.  Returns 0, or -1 with err. */
 int render_apply_values(const json_t *tmpl, const json_t *values, render_getenv_fn environ_lookup,
                         void *environ_arg, json_t **out, char *err, size_t errlen);
+/* Iterates an object's members in order with fewer library calls than
+ * json_object_foreach; the current value may be replaced with
+ * json_object_iter_set_new, but no key may be added or removed. */
+#define RENDER_OBJECT_FOREACH(object, iter, key, value)                          \
+    for ((iter) = json_object_iter(object);                                     \
+         (iter) && ((key) = json_object_iter_key(iter),                         \
+                    (value) = json_object_iter_value(iter), 1);                 \
+         (iter) = json_object_iter_next((object), (iter)))
+
+#define RENDER_OBJECT_FOREACH_VALUE(object, iter, value)                         \
+    for ((iter) = json_object_iter(object);                                     \
+         (iter) && ((value) = json_object_iter_value(iter), 1);                 \
+         (iter) = json_object_iter_next((object), (iter)))
+
 /* Copies containers and shares scalars (see the note at the top). */
 json_t *render_copy(const json_t *value);
 /* Formats err like snprintf; tolerates err == NULL. */

@@ -142,10 +142,11 @@ static int apply_node(const struct apply_ctx *ctx, const json_t *tmpl, json_t **
         const char *key;
         json_t *item;
         json_t *result = json_object();
+        void *iter;
 
         if (!result)
             goto nomem;
-        json_object_foreach((json_t *)tmpl, key, item) {
+        RENDER_OBJECT_FOREACH((json_t *)tmpl, iter, key, item) {
             json_t *rendered;
 
             if (apply_node(ctx, item, &rendered, depth + 1) < 0) {

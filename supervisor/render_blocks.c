@@ -144,7 +144,6 @@ static int collect_node(const json_t *node, json_t *list, json_t *seen, int dept
         return 0;
     if (json_is_object(node)) {
         const json_t *id;
-        const char *key;
         json_t *item;
         int kind = document_ref(node, &id, NULL, 0);
 
@@ -162,7 +161,9 @@ static int collect_node(const json_t *node, json_t *list, json_t *seen, int dept
         }
         if (kind < 0)
             return 0; /* resolve reports it */
-        json_object_foreach((json_t *)node, key, item)
+        void *iter;
+
+        RENDER_OBJECT_FOREACH_VALUE((json_t *)node, iter, item)
             if (collect_node(item, list, seen, depth + 1) < 0)
                 return -1;
         return 0;
@@ -367,7 +368,6 @@ static json_t *resolve_node(const struct resolve_ctx *ctx, json_t *node, int dep
     }
     if (json_is_object(node)) {
         const json_t *id;
-        const char *key;
         json_t *item;
         int kind = document_ref(node, &id, ctx->err, ctx->errlen);
 
@@ -394,12 +394,14 @@ static json_t *resolve_node(const struct resolve_ctx *ctx, json_t *node, int dep
             }
             return render_copy(data);
         }
-        json_object_foreach(node, key, item) {
+        void *iter;
+
+        RENDER_OBJECT_FOREACH_VALUE(node, iter, item) {
             json_t *replacement = resolve_node(ctx, item, depth + 1);
 
             if (!replacement)
                 return NULL;
-            if (replacement != item && json_object_set_new(node, key, replacement) < 0) {
+            if (replacement != item && json_object_iter_set_new(node, iter, replacement) < 0) {
                 render_errf(ctx->err, ctx->errlen, "out of memory");
                 return NULL;
             }

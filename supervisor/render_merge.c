@@ -358,6 +358,7 @@ json_t *render_apply(const json_t *base_template, const json_t *job_vars,
     json_t *empty = NULL;
     const char *key;
     json_t *tmpl;
+    void *iter;
 
     if (!json_is_object(base_template)) {
         render_errf(err, errlen, "the base job template must be an object");
@@ -411,7 +412,7 @@ json_t *render_apply(const json_t *base_template, const json_t *job_vars,
         render_errf(err, errlen, "out of memory");
         goto fail;
     }
-    json_object_foreach((json_t *)job_config, key, tmpl) {
+    RENDER_OBJECT_FOREACH((json_t *)job_config, iter, key, tmpl) {
         if (strcmp(key, "env") == 0)
             tmpl = env;
         if (render_field(result, key, tmpl, vars, properties, environ_lookup, environ_arg, err,

@@ -186,11 +186,12 @@ json_t *render_copy(const json_t *value)
     if (json_is_object(value)) {
         const char *key;
         json_t *item;
+        void *iter;
 
         copy = json_object();
         if (!copy)
             return NULL;
-        json_object_foreach((json_t *)value, key, item) {
+        RENDER_OBJECT_FOREACH((json_t *)value, iter, key, item) {
             if (json_object_set_new_nocheck(copy, key, render_copy(item)) < 0) {
                 json_decref(copy);
                 return NULL;

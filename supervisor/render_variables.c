@@ -37,10 +37,11 @@ static int collect_node(const json_t *node, json_t *list, json_t *seen, int dept
     if (depth > RENDER_MAX_DEPTH)
         return 0;
     if (json_is_object(node)) {
-        const char *key;
         json_t *item;
 
-        json_object_foreach((json_t *)node, key, item)
+        void *iter;
+
+        RENDER_OBJECT_FOREACH_VALUE((json_t *)node, iter, item)
             if (collect_node(item, list, seen, depth + 1) < 0)
                 return -1;
         return 0;
@@ -187,17 +188,18 @@ static json_t *resolve_node(const struct resolve_ctx *ctx, json_t *node, int dep
         return NULL;
     }
     if (json_is_object(node)) {
-        const char *key;
         json_t *item;
 
-        json_object_foreach(node, key, item) {
+        void *iter;
+
+        RENDER_OBJECT_FOREACH_VALUE(node, iter, item) {
             json_t *replacement = resolve_node(ctx, item, depth + 1);
 
             if (!replacement)
                 return NULL;
             if (replacement == item) {
                 json_decref(replacement);
-            } else if (json_object_set_new(node, key, replacement) < 0) {
+            } else if (json_object_iter_set_new(node, iter, replacement) < 0) {
                 render_errf(ctx->err, ctx->errlen, "out of memory");
                 return NULL;
             }
