@@ -162,7 +162,8 @@ for record in json.load(sys.stdin):
     print(record["timestamp"], record["name"], record["message"])'
 
 say "Final state of flow run $run_id: ${state:-unknown}"
-api GET "/flow_runs/$run_id" | json_field state.message
+message=$(api GET "/flow_runs/$run_id" | json_field state.message)
+[ -z "$message" ] || echo "$message"
 if [ "$state" != COMPLETED ]; then
     echo "--- drover log ($work/worker.log) ---"
     cat "$work/worker.log"

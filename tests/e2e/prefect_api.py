@@ -104,10 +104,12 @@ class PrefectApi:
     def create_deployment(self, flow_name: str, pool: str, examples_dir: Path,
                           entrypoint: str | None = None,
                           job_variables: dict | None = None,
-                          parameters: dict | None = None) -> dict:
+                          parameters: dict | None = None,
+                          work_queue: str | None = None) -> dict:
         """Create a deployment of examples/flows.py:<flow_name> on pool.
 
-        The deployment's only pull step changes into examples_dir, so the
+        Runs go to work_queue, which the server creates when missing, or to
+        the pool's default queue.  The deployment's only pull step changes into examples_dir, so the
         flow run process loads the flow from the working tree.
         """
         flow = self.create_flow(flow_name)
@@ -126,6 +128,8 @@ class PrefectApi:
             "parameters": parameters or {},
             "enforce_parameter_schema": False,
         }
+        if work_queue is not None:
+            body["work_queue_name"] = work_queue
         return self._request("POST", "/deployments/", json=body)
 
     def create_flow_run(self, deployment_id: str, job_variables: dict | None = None,

@@ -44,3 +44,22 @@ def test_prefect_template_served_unchanged(api, start_worker, worker_kind, examp
 
     assert final["state"]["type"] == "COMPLETED", final["state"]
     assert api.read_pool(pool_name)["base_job_template"] == template
+
+
+def test_worker_serves_only_its_queues(api, start_worker, examples_dir):
+    pool_name = unique_name("pool")
+    api.create_pool(pool_name)
+    served = api.create_deployment("hello", pool_name, examples_dir, work_queue="served")
+    ignored = api.create_deployment("hello", pool_name, examples_dir, work_queue="ignored")
+    # The run on the other queue is created first, so the worker's polls
+    # could have claimed it before the served run ended.
+    ignored_run = api.create_flow_run(ignored["id"])
+    served_run = api.create_flow_run(served["id"])
+
+    start_worker(pool=pool_name, queues=["served"])
+    served_final = api.wait_for_final_state(served_run["id"])
+    ignored_now = api.read_flow_run(ignored_run["id"])
+
+    assert served_final["state"]["type"] == "COMPLETED", served_final["state"]
+    assert ignored_now["state"]["type"] == "SCHEDULED", ignored_now["state"]
+    assert ignored_now["infrastructure_pid"] is None, ignored_now
