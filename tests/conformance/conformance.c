@@ -1030,6 +1030,18 @@ static int check_goodbye(struct conf *c)
 
     if (conf_start(c) < 0)
         return -1;
+    /* A PING shows that WELCOME was handled: before it, an executor must not
+     * send GOODBYE. */
+    for (int64_t until = conf_now() + CONF_WAIT_MS; c->pings == 0;) {
+        int rc = conf_next(c, &m, 100);
+
+        if (rc < 0)
+            return -1;
+        if (rc > 0)
+            drover_msg_clear(&m);
+        if (conf_now() > until)
+            return conf_fail(c, "no PING arrived after WELCOME");
+    }
     kill(c->pid, SIGTERM);
     if (conf_expect(c, DROVER_MSG_GOODBYE, NULL, &m, NULL, NULL) < 0)
         return -1;
