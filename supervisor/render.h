@@ -13,6 +13,10 @@
  *   refs   = render_collect_blocks(config)    -> fetch each -> render_resolve_blocks()
  *   names  = render_collect_variables(config) -> fetch each -> render_resolve_variables()
  *   render_prepare(config, &ctx)
+ *   render_order_fields(config)       (only to print Prefect's key order)
+ *
+ * An empty list from a collect function means the matching resolve
+ * function has nothing to do.
  *
  * Block resolution is a single pass, as in Prefect: block data that itself
  * contains block references is inserted as is, so one collect/fetch/resolve
@@ -45,7 +49,12 @@
  *    "variables": null | {"type": "object", "properties": {...}, ...}}
  *
  * "fields" lists every job configuration field in order, the common ones
- * (command, env, labels, name) included.
+ * (command, env, labels, name) included; a common field left out is added
+ * first with Prefect's own schema for it.  A field may also carry
+ * "required": true, which lists it in the inferred schema's "required".
+ * When "variables" is null the variables schema is inferred from the
+ * fields (each field's schema without "template"), as Prefect does for a
+ * worker without a variables class.
  */
 
 /* Checks a declared schema.  Returns 0, or -1 with the offending field in err. */
@@ -121,10 +130,14 @@ struct render_context {
 };
 
 /* Fills env, labels, name and command of a rendered configuration (in place)
- * as Prefect's prepare_for_flow_run does: settings, PREFECT__FLOW_RUN_ID and
- * the attribution variables under the rendered env, null values removed and
- * the rest turned into Python's text form; prefect.io/ labels; the name
- * rendered with ctx; "prefect flow-run execute" when no command is set. */
+ * as Prefect's prepare_for_flow_run does.  The env is the settings,
+ * PREFECT__FLOW_RUN_ID and the attribution variables under the rendered env,
+ * with null values removed and the rest turned into Python's text form.
+ * Labels get the prefect.io/ entries, the name is rendered with ctx, and
+ * the command defaults to "prefect flow-run execute".  The four base fields
+ * are first checked as Prefect's configuration class checks them (command
+ * and name strings or null, env an object, labels an object of strings).
+ * Existing keys keep their position and missing ones are appended. */
 int render_prepare(json_t *config, const struct render_context *ctx, char *err, size_t errlen);
 
 /* Moves command, env, labels and name to the front of a prepared
