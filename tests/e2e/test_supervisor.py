@@ -3,8 +3,10 @@
 import os
 import signal
 
+import pytest
+
 from processes import child_pids, pid_alive, wait_for_exit
-from prefect_api import wait_until
+from prefect_api import unique_name, wait_until
 
 EXECUTOR_PROGRAM = "drover-executor-process"
 EXIT_DEADLINE_SECONDS = 60.0
@@ -37,14 +39,32 @@ def test_killed_executor_is_restarted(api, start_worker, worker_kind, examples_d
     assert final["state"]["type"] == "COMPLETED", final["state"]
 
 
-def test_sigterm_stops_worker(api, start_worker):
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT],
+                         ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_worker(api, start_worker, signal_number):
     worker = start_worker()
     wait_until(lambda: any(record["name"] == worker.name
                            for record in api.pool_workers(worker.pool)),
                f"worker {worker.name} to send its first heartbeat")
 
-    worker.process.process.send_signal(signal.SIGTERM)
+    worker.process.process.send_signal(signal_number)
     status = wait_for_exit(worker.process, EXIT_DEADLINE_SECONDS)
+    name = signal.Signals(signal_number).name
 
-    assert status is not None, f"worker still running {EXIT_DEADLINE_SECONDS:.0f} s after SIGTERM"
-    assert status == 0, f"worker exited with status {status} after SIGTERM"
+    assert status is not None, f"worker still running {EXIT_DEADLINE_SECONDS:.0f} s after {name}"
+    assert status == 0, f"worker exited with status {status} after {name}"
+
+
+def test_run_once_serves_and_exits(api, start_worker, worker_kind, examples_dir, tmp_path):
+    pool_name = unique_name("pool")
+    api.create_pool(pool_name, "process", worker_kind.default_template(tmp_path))
+    deployment = api.create_deployment("hello", pool_name, examples_dir)
+    run = api.create_flow_run(deployment["id"])
+
+    worker = start_worker(pool=pool_name, extra_args=["--run-once"])
+    status = wait_for_exit(worker.process, EXIT_DEADLINE_SECONDS * 3)
+    final = api.read_flow_run(run["id"])
+
+    assert status is not None, "worker started with --run-once is still running"
+    assert status == 0, f"worker started with --run-once exited with status {status}"
+    assert final["state"]["type"] == "COMPLETED", final["state"]
