@@ -23,9 +23,11 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
@@ -36,7 +38,7 @@ from . import codec
 from .codec import (Ack, Exited, Goodbye, Hello, Job, Kill, Log, Ping, Pong, ProtocolError,
                     Reject, RunEntry, Started, Welcome)
 from .schema import COMMON_FIELDS, COMMON_NAMES, ConfigError, Field, check_config
-from .state import StateDir
+from .state import StateDir, remove_run_files
 
 __all__ = ["Executor", "Run", "RunLost", "Field"]
 
@@ -224,6 +226,7 @@ class Executor:
         self._sock: Optional[zmq.Socket] = None
         self._poller: Optional[zmq.Poller] = None
         self._state: Optional[StateDir] = None
+        self._scratch_dir: Optional[str] = None
         self._endpoint = ""
         self._schema = ""
         # Connection state: a socket that waits for WELCOME until _hello_deadline,
@@ -271,6 +274,18 @@ class Executor:
         timer = Timer(time.monotonic() + max(0.0, delay), callback)
         heapq.heappush(self._timers, (timer.when, next(self._timer_seq), timer))
         return timer
+
+    def state_path(self, flow_run_id: str, suffix: str) -> str:
+        """Return "<state dir>/<flow run id><suffix>", a file removed with the run's record.
+
+        Without a state directory the file lives in a private temporary
+        directory, removed when serve() returns.
+        """
+        if self._state is not None:
+            return self._state.run_path(flow_run_id, suffix)
+        if self._scratch_dir is None:
+            self._scratch_dir = tempfile.mkdtemp(prefix=f"drover-executor-{self.type}-")
+        return os.path.join(self._scratch_dir, flow_run_id + suffix)
 
     def stop(self, reason: str = "stopped") -> None:
         """Make serve() send GOODBYE and return 0; safe to call from another thread."""
@@ -330,6 +345,9 @@ class Executor:
                 self._state.close(remove=not self.runs)
                 self._state = None
             self.shutdown()
+            if self._scratch_dir is not None:
+                shutil.rmtree(self._scratch_dir, ignore_errors=True)
+                self._scratch_dir = None
 
     def _loop(self) -> int:
         next_poll = time.monotonic()
@@ -685,6 +703,8 @@ class Executor:
         self.runs.pop(run.flow_run_id, None)
         if self._state is not None:
             self._state.remove(run.flow_run_id)
+        elif self._scratch_dir is not None:
+            remove_run_files(self._scratch_dir, run.flow_run_id)
 
     def _resend_run(self, run: Run) -> None:
         """Repeat what the supervisor should know of a run it sent again."""

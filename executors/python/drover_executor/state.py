@@ -62,11 +62,13 @@ class StateDir:
             os.fsync(f.fileno())
         os.replace(tmp, final)
 
+    def run_path(self, flow_run_id: str, suffix: str) -> str:
+        """Return the path of a file of the run, removed with the run's record."""
+        return os.path.join(self.path, flow_run_id + suffix)
+
     def remove(self, flow_run_id: str) -> None:
-        try:
-            os.unlink(self._file(flow_run_id))
-        except FileNotFoundError:
-            pass
+        """Remove the run's record and every other file named after the run."""
+        remove_run_files(self.path, flow_run_id)
 
     def load(self, warn: Callable[..., None]) -> Iterator[Dict[str, Any]]:
         """Yield each valid run file; report and skip files that are not."""
@@ -98,3 +100,17 @@ def _validate(state: Any, name: str) -> None:
                                           state["exited"], state["code"])])
     except ProtocolError as exc:
         raise ValueError(exc.reason) from None
+
+
+def remove_run_files(directory: str, flow_run_id: str) -> None:
+    """Remove "<flow run id>.json" and every "<flow run id>.<suffix>" file in directory."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(flow_run_id + "."):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass

@@ -1,15 +1,20 @@
 """drover-executor-shell: runs each flow run's command through /bin/sh -c.
 
-The command runs in its own session and process group, with the job's env on
-top of the executor's environment (a null value removes a variable), in
-working_dir when one is set.  Its stdout and stderr lines go to the
-supervisor as LOG.  After timeout_seconds the process group gets SIGTERM and,
-TIMEOUT_GRACE_S later, SIGKILL.  The identifier is "hostname:pid".
+Each run gets a monitor (shell_monitor.py), started in a session and
+process group of its own, which runs the command with the job's env on top
+of the executor's environment (a null value removes a variable), in
+working_dir when one is set.  The command's stdout and stderr lines go to
+the supervisor as LOG.  The monitor writes the exit status to the state
+directory, so a restarted executor still reports it.  After timeout_seconds
+the process group gets SIGTERM and, TIMEOUT_GRACE_S later, SIGKILL.  The
+identifier is "hostname:pid", the pid of the monitor, which is also the
+process group id.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -20,6 +25,7 @@ from typing import Any, Dict, List, Optional
 
 from drover_executor import Executor, Field, Run, RunLost, main as sdk_main
 from drover_executor.codec import MAX_LOG_LINE, STREAM_STDERR, STREAM_STDOUT
+from drover_executor.examples.shell_monitor import read_exit_file
 
 DEFAULT_COMMAND = "prefect flow-run execute"
 # Seconds between SIGTERM and SIGKILL when a run exceeds timeout_seconds.
@@ -29,11 +35,12 @@ READ_CHUNK = 65536
 
 
 class ShellProcess:
-    """A started command: the process, its output pipes and pending kill timers."""
+    """A started run: its monitor process, output pipes and pending kill timers."""
 
-    def __init__(self, proc: subprocess.Popen):
+    def __init__(self, proc: subprocess.Popen, exit_path: str):
         self.proc = proc
         self.pid = proc.pid
+        self.exit_path = exit_path
         self.partial: Dict[int, bytes] = {STREAM_STDOUT: b"", STREAM_STDERR: b""}
         self.pipes: Dict[int, Any] = {STREAM_STDOUT: proc.stdout, STREAM_STDERR: proc.stderr}
         self.timers: List[Any] = []
@@ -44,10 +51,11 @@ class ShellProcess:
 
 
 class RecoveredProcess:
-    """A command started by an earlier process of this executor; only its pid is known."""
+    """A run started by an earlier process of this executor: its monitor's pid and exit file."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, exit_path: str):
         self.pid = pid
+        self.exit_path = exit_path
         self.timers: List[Any] = []
         self.sigkill_pending = False
         self.escalated = False
@@ -86,12 +94,24 @@ class ShellExecutor(Executor):
                                    config["working_dir"])
         if program:
             raise FileNotFoundError(f"command not found: {program}")
+        exit_path = self.state_path(flow_run_id, ".exit")
+        if os.path.exists(exit_path):
+            os.unlink(exit_path)
+        # The monitor runs with the executor's own environment, so that a PYTHONPATH
+        # of the job cannot break it, and gets the command's environment on stdin.
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", config["command"]],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=env, cwd=config["working_dir"] or None, start_new_session=True,
-            close_fds=True)
-        handle = ShellProcess(proc)
+            [sys.executable, "-m", "drover_executor.examples.shell_monitor", exit_path],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=config["working_dir"] or None, start_new_session=True, close_fds=True)
+        try:
+            proc.stdin.write(json.dumps({"argv": ["/bin/sh", "-c", config["command"]],
+                                         "env": env}).encode())
+            proc.stdin.close()
+        except OSError:
+            proc.kill()
+            proc.wait()
+            raise
+        handle = ShellProcess(proc, exit_path)
         for stream, pipe in handle.pipes.items():
             os.set_blocking(pipe.fileno(), False)
             self.watch_fd(pipe.fileno(),
@@ -104,14 +124,21 @@ class ShellExecutor(Executor):
     def poll(self, run: Run) -> Optional[int]:
         handle = run.handle
         if isinstance(handle, RecoveredProcess):
-            if _pid_alive(handle.pid):
+            if _pid_alive(handle.pid) or (handle.sigkill_pending and _group_alive(handle.pid)):
                 return None
             self._cancel_timers(handle)
-            raise RunLost(f"process {handle.pid} ended while the executor was restarting; "
-                          f"its exit status is unknown")
-        code = handle.proc.poll()
-        if code is None:
+            code = read_exit_file(handle.exit_path)
+            if code is None:
+                raise RunLost(f"the monitor (pid {handle.pid}) of the run ended without "
+                              f"recording an exit status")
+            return -signal.SIGKILL if handle.escalated else code
+        monitor_code = handle.proc.poll()
+        if monitor_code is None:
             return None
+        # A monitor killed by SIGKILL recorded nothing: its own status is the run's.
+        code = read_exit_file(handle.exit_path)
+        if code is None:
+            code = monitor_code
         # While a KILL is under way the run is the whole process group: a shell that
         # died of SIGTERM may leave commands that ignore it until the SIGKILL.
         if handle.sigkill_pending and _group_alive(handle.pid):
@@ -145,14 +172,21 @@ class ShellExecutor(Executor):
         if host != socket.gethostname() or not pid_text.isdigit():
             return None
         pid = int(pid_text)
-        # The command was started as a session leader, so its session id is its pid;
+        # The runs are loaded before recover() is called: find the one of this identifier.
+        run = next((r for r in self.runs.values() if r.identifier == identifier), None)
+        if run is None:
+            return None
+        exit_path = self.state_path(run.flow_run_id, ".exit")
+        if read_exit_file(exit_path) is not None:
+            return RecoveredProcess(pid, exit_path)   # ended while the executor was down
+        # The monitor was started as a session leader, so its session id is its pid;
         # a reused pid belongs to some other session.
         try:
             if os.getsid(pid) != pid:
                 return None
         except OSError:
             return None
-        return RecoveredProcess(pid)
+        return RecoveredProcess(pid, exit_path)
 
     # ---------------------------------------------------------------- helpers
 
@@ -229,13 +263,19 @@ def _group_alive(pgid: int) -> bool:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Tell whether a process runs; a zombie that nobody reaped counts as ended."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            # The state follows the command name, which is in parentheses.
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 # Words that make a command more than one plain program call; with any of them
