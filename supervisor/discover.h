@@ -14,7 +14,7 @@
 
 #include <stddef.h>
 
-/* Seconds a program gets to answer --describe before it is killed. */
+/* Seconds a program has to complete --describe before it is killed. */
 #define DISCOVER_DESCRIBE_TIMEOUT_S 5
 
 /* One executor program.  All strings are malloc'd and owned by the entry. */

@@ -290,7 +290,7 @@ static void proc_on_timer(struct drover_run *run)
 
 /* --- Recover ------------------------------------------------------------ */
 
-/* Checks that pid is the monitor of this run: its command line holds
+/* Checks that pid is the monitor of this run: its command line contains
  * --monitor and the flow run id, so a reused pid is not taken for it. */
 static int proc_is_monitor(pid_t pid, const char *flow_run_id)
 {

@@ -229,7 +229,7 @@ static void loop_connect(struct drover_executor *ex)
     sdk_logf(ex, NULL, "hello endpoint=%s runs=%u", ex->endpoint, sdk_runs_active(ex));
 }
 
-/* No answer to HELLO: close the socket and try again after a pause. */
+/* HELLO got no reply: close the socket and try again after a pause. */
 static void loop_pause(struct drover_executor *ex)
 {
     loop_close_socket(ex, 0);
@@ -273,8 +273,8 @@ static void loop_on_welcome(struct drover_executor *ex, const struct drover_welc
             sdk_schedule_resend(r);
 }
 
-/* Answers a JOB whose run cannot start with an EXITED carrying the reason;
- * the run is kept until that EXITED is acknowledged, like any other. */
+/* Fails a JOB whose run cannot start: EXITED carries the reason, and the
+ * run is kept until that EXITED is acknowledged, like any other. */
 static void loop_job_fail(struct drover_executor *ex, struct drover_run *run, const char *reason)
 {
     sdk_logf(ex, run, "job_failed reason=\"%s\"", reason);
@@ -337,7 +337,7 @@ static void loop_on_job(struct drover_executor *ex, const struct drover_job *job
     }
     run = sdk_run_find(ex, job->flow_run_id);
     if (run) {
-        /* A run is never started twice: answer with what is known of it. */
+        /* A run is never started twice: resend what the executor has of it. */
         sdk_logf(ex, run, "job_duplicate state=%s", run->state == SDK_RUN_EXITED ? "exited" :
                  run->state == SDK_RUN_STARTED ? "started" : "starting");
         if (run->state == SDK_RUN_STARTED)

@@ -52,7 +52,7 @@ struct conf {
     size_t   rid_len;
     int      welcomed;
     int      answer_pings;
-    int      goodbye_unknown;  /* answer messages of unknown routing ids with GOODBYE */
+    int      goodbye_unknown;  /* reply GOODBYE to messages of unknown routing ids */
     unsigned long pings;
     struct drover_hello hello; /* the latest HELLO */
     char     reason[1024];     /* failure reason of the running check */
