@@ -19,7 +19,9 @@ add_library(drover_render STATIC
 target_include_directories(drover_render PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(drover_render PUBLIC PkgConfig::JANSSON PkgConfig::YAML m)
 
-# The benchmark lives outside the directories the top-level build lists.
+# The top-level build does not list bench/, so the renderer adds its
+# benchmark itself.  The binary folder differs from the one bench/ would
+# use, and bench/render/CMakeLists.txt returns early when added twice.
 if(EXISTS ${CMAKE_SOURCE_DIR}/bench/render/CMakeLists.txt AND NOT TARGET bench_render)
-  add_subdirectory(${CMAKE_SOURCE_DIR}/bench/render ${CMAKE_BINARY_DIR}/bench/render)
+  add_subdirectory(${CMAKE_SOURCE_DIR}/bench/render ${CMAKE_BINARY_DIR}/bench-render)
 endif()
