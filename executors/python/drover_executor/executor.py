@@ -26,90 +26,29 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-import msgpack
 import zmq
 
 from . import codec
-from .codec import (Ack, Exited, Goodbye, Hello, Job, Kill, Log, Ping, Pong, ProtocolError,
-                    Reject, RunEntry, Started, Welcome)
+from .codec import (Ack, Exited, Goodbye, Hello, Job, Kill, Log, Pong, ProtocolError, Reject,
+                    Started, Welcome)
+from .runs import Run, RunLost, Timer
 from .schema import COMMON_FIELDS, COMMON_NAMES, ConfigError, Field, check_config
+from .session import HELLO_RETRY_FIRST_S, SOFTWARE, ProtocolSession
 from .state import StateDir, remove_run_files
+from .text import configure_logging, cut_utf8, exception_text, log, quote_value
 
-__all__ = ["Executor", "Run", "RunLost", "Field"]
+__all__ = ["Executor", "Run", "RunLost", "Field", "SOFTWARE", "configure_logging",
+           "default_executor_id", "default_state_dir"]
 
-SOFTWARE = "drover-executor-python/0.1.0"
-
-log = logging.getLogger("drover_executor")
-
-# A HELLO without WELCOME or REJECT after this many seconds is sent again on a
-# fresh socket; the wait doubles after each failure up to HELLO_RETRY_MAX_S.
-HELLO_RETRY_FIRST_S = 2.0
-HELLO_RETRY_MAX_S = 30.0
-# LOG lines produced while no supervisor is connected wait here, oldest dropped first.
-MAX_PENDING_LOGS = 10000
-# Milliseconds close() waits for a last GOODBYE to leave the socket.
+# Milliseconds the socket waits at close for a last GOODBYE to leave.
 LINGER_MS = 1000
-# Messages read from the socket in one loop pass, so that run fds and timers
-# are served even under a flood.
-MAX_RECV_PER_PASS = 256
 
 
-class RunLost(Exception):
-    """Raised by poll() when a run's exit status can no longer be known.
-
-    The SDK reports the run as exited with the exception text as the error.
-    """
-
-
-class Run:
-    """A flow run this executor took.
-
-    ``handle`` belongs to the executor: start() or recover() may return it,
-    poll() and kill() read it.  ``config`` is the checked job configuration.
-    """
-
-    def __init__(self, flow_run_id: str, config: Optional[Dict[str, Any]] = None):
-        self.flow_run_id = flow_run_id
-        self.config = config or {}
-        self.identifier = ""
-        self.handle: Any = None
-        self.exited = False
-        self.code = 0
-        self.error = ""
-        self.started_acked = False
-        self.exited_acked = False
-        self.killing = False
-
-    def entry(self) -> RunEntry:
-        return RunEntry(self.flow_run_id, self.identifier, self.exited, self.code)
-
-    def to_state(self) -> Dict[str, Any]:
-        return {"flow_run_id": self.flow_run_id, "identifier": self.identifier,
-                "exited": self.exited, "code": self.code, "error": self.error,
-                "started_acked": self.started_acked}
-
-    def __repr__(self) -> str:
-        return f"Run({self.flow_run_id}, identifier={self.identifier!r}, exited={self.exited})"
-
-
-class Timer:
-    """A callback scheduled with Executor.call_later(); cancel() stops it."""
-
-    def __init__(self, when: float, callback: Callable[[], None]):
-        self.when = when
-        self.callback = callback
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class Executor:
+class Executor(ProtocolSession):
     """Base class of an executor; subclass it and override the hooks.
 
     Class attributes describe the infrastructure type: ``type`` matches
@@ -363,7 +302,7 @@ class Executor:
             if self._stop_reason is not None:
                 # Sent before WELCOME too: a supervisor that has already welcomed
                 # this connection learns at once that the executor is gone.
-                self._send(Goodbye(_cut(self._stop_reason, codec.MAX_REASON)))
+                self._send(Goodbye(cut_utf8(self._stop_reason, codec.MAX_REASON)))
                 self._info("stop", reason=self._stop_reason, runs=len(self.runs))
                 return 0
             if self._sock is not None and self._sock in events:
@@ -381,201 +320,6 @@ class Executor:
                 next_poll = now + self.poll_interval
             self._run_timers(now)
             self._check_connection(now)
-
-    # -------------------------------------------------------- connection
-
-    def _connect(self) -> None:
-        """Open a fresh DEALER socket and send HELLO with the current inventory.
-
-        A fresh socket drops whatever the old one still queued, so the HELLO
-        is the first message the supervisor gets on the new connection.
-        """
-        self._close_socket(0)
-        self._sock = self._ctx.socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.MAXMSGSIZE, codec.MAX_FRAME + 64)
-        self._sock.connect(self._endpoint)
-        self._poller.register(self._sock, zmq.POLLIN)
-        self._welcomed = False
-        self._reconnect_at = None
-        self._hello_deadline = time.monotonic() + self._hello_retry
-
-        inventory = [r.entry() for r in self.runs.values()]
-        if len(inventory) > codec.MAX_INVENTORY:
-            self._warn("inventory_truncated", runs=len(inventory), sent=codec.MAX_INVENTORY)
-            inventory = inventory[:codec.MAX_INVENTORY]
-        hostname = _cut(socket.gethostname(), codec.MAX_NAME)
-        self._send(Hello(self.executor_id, self.type, self.capacity, self._schema, SOFTWARE,
-                         hostname, inventory))
-
-    def _close_socket(self, linger_ms: int) -> None:
-        if self._sock is None:
-            return
-        if self._poller is not None:
-            self._poller.unregister(self._sock)
-        self._sock.close(linger=linger_ms)
-        self._sock = None
-        self._welcomed = False
-
-    def _supervisor_gone(self, why: str) -> None:
-        self._warn("reconnect", reason=why, endpoint=self._endpoint, runs=len(self.runs))
-        self._connect()
-
-    def _check_connection(self, now: float) -> None:
-        if self._sock is None:
-            if self._reconnect_at is not None and now >= self._reconnect_at:
-                self._connect()
-            return
-        if not self._welcomed:
-            if now >= self._hello_deadline:
-                self._warn("hello_timeout", endpoint=self._endpoint,
-                           waited_s=f"{self._hello_retry:g}",
-                           retry_in_s=f"{self._hello_retry:g}")
-                self._close_socket(0)
-                self._reconnect_at = now + self._hello_retry
-                self._hello_retry = min(self._hello_retry * 2, HELLO_RETRY_MAX_S)
-            return
-        if now - self._last_rx >= self._liveness:
-            self._supervisor_gone(f"no message from the supervisor for "
-                                  f"{self._liveness * 1000:.0f} ms")
-            return
-        if now >= self._next_ping:
-            self._send(Ping(self._ping_seq, len(self.runs)))
-            self._ping_seq += 1
-            self._next_ping = now + self._ping_interval
-        if now >= self._next_resend:
-            self._resend_unacked()
-            self._next_resend = now + self._ping_interval
-
-    def _next_deadline(self) -> float:
-        deadlines = []
-        if self._timers:
-            deadlines.append(self._timers[0][0])
-        if self._sock is None:
-            if self._reconnect_at is not None:
-                deadlines.append(self._reconnect_at)
-        elif not self._welcomed:
-            deadlines.append(self._hello_deadline)
-        else:
-            deadlines.extend([self._last_rx + self._liveness, self._next_ping,
-                              self._next_resend])
-        return min(deadlines) if deadlines else time.monotonic() + 3600
-
-    # ------------------------------------------------------ receive side
-
-    def _read_socket(self) -> Optional[int]:
-        for _ in range(MAX_RECV_PER_PASS):
-            if self._sock is None:
-                break
-            try:
-                frames = self._sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            status = self._handle_frames(frames)
-            if status is not None:
-                return status
-        return None
-
-    def _handle_frames(self, frames: List[bytes]) -> Optional[int]:
-        if len(frames) != 1:
-            self._count_malformed(f"expected 1 frame, got {len(frames)}", sum(map(len, frames)))
-            return None
-        data = frames[0]
-        try:
-            msg = codec.decode(data)
-        except ProtocolError as exc:
-            return self._handle_bad_frame(exc, data)
-        if self.trace:
-            self._trace("supervisor -> executor", codec.type_name(msg.TYPE), len(data))
-
-        handler = self._HANDLERS.get(type(msg))
-        if handler is None:
-            self._count_malformed(f"{codec.type_name(msg.TYPE)} is never sent to an executor",
-                                  len(data))
-            return None
-        if not self._welcomed and type(msg) not in (Welcome, Reject):
-            self._count_malformed(f"{codec.type_name(msg.TYPE)} before WELCOME", len(data))
-            if isinstance(msg, Goodbye):
-                return self._on_goodbye(msg)
-            return None
-        self._last_rx = time.monotonic()
-        return handler(self, msg)
-
-    def _handle_bad_frame(self, exc: ProtocolError, data: bytes) -> Optional[int]:
-        size = len(data)
-        if self.trace:
-            self._trace("supervisor -> executor", "INVALID", size)
-        if exc.kind == codec.VERSION and not self._welcomed:
-            # A supervisor of another version answers HELLO with its own REJECT.
-            self._error("rejected", supervisor_version=exc.version,
-                        executor_version=codec.PROTOCOL_VERSION, reason=exc.peer_reason)
-            return 1
-        self._count_malformed(exc.reason, size, kind=exc.kind)
-        if exc.kind == codec.MALFORMED and self._welcomed:
-            self._answer_bad_job(data, exc.reason)
-        return None
-
-    def _answer_bad_job(self, data: bytes, reason: str) -> None:
-        """Fail a JOB whose fields the decoder rejected, when it still names its run.
-
-        Only [1, 4, <flow run id>, <anything>] qualifies, and never a run
-        already held: the run then fails at once instead of waiting for the
-        supervisor's inventory check.
-        """
-        unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(data) + 1)
-        unpacker.feed(data)
-        try:
-            if unpacker.read_array_header() != 4 or unpacker.unpack() != codec.PROTOCOL_VERSION \
-                    or unpacker.unpack() != Job.TYPE:
-                return
-            flow_run_id = unpacker.unpack()
-        except (ValueError, TypeError, msgpack.UnpackException):
-            return
-        if not isinstance(flow_run_id, str) or not codec.is_flow_run_id(flow_run_id) \
-                or flow_run_id in self.runs:
-            return
-        run = Run(flow_run_id)
-        self.runs[flow_run_id] = run
-        self._fail_start(run, f"invalid job configuration: {reason}")
-
-    def _count_malformed(self, reason: str, size: int, kind: str = codec.MALFORMED) -> None:
-        self.malformed_count += 1
-        # Log the first few and then every 100th, so a flood does not flood stderr too.
-        if self.malformed_count <= 10 or self.malformed_count % 100 == 0:
-            self._warn("message_dropped", kind=kind, reason=reason, size=size,
-                       total=self.malformed_count)
-
-    def _on_welcome(self, msg: Welcome) -> Optional[int]:
-        if self._welcomed:
-            self._count_malformed("WELCOME within a session", 0)
-            return None
-        now = time.monotonic()
-        self._welcomed = True
-        self._hello_retry = HELLO_RETRY_FIRST_S
-        self._ping_interval = msg.ping_interval_ms / 1000.0
-        self._liveness = msg.liveness_ms / 1000.0
-        self._ping_seq = 0
-        self._next_ping = now
-        self._next_resend = now + self._ping_interval
-        self._info("welcome", supervisor=msg.supervisor_id, ping_interval_ms=msg.ping_interval_ms,
-                   liveness_ms=msg.liveness_ms, runs=len(self.runs))
-        # STARTED first and EXITED last, so the lines logged in between arrive in order.
-        self._resend_unacked(include_exited=False)
-        self._flush_logs()
-        self._resend_unacked(include_started=False)
-        return None
-
-    def _on_reject(self, msg: Reject) -> Optional[int]:
-        self._error("rejected", reason=msg.reason, endpoint=self._endpoint)
-        self._close_socket(0)
-        return 1
-
-    def _on_goodbye(self, msg: Goodbye) -> Optional[int]:
-        self._supervisor_gone(f"the supervisor said GOODBYE ({msg.reason or 'no reason'})")
-        return None
-
-    def _on_pong(self, msg: Pong) -> Optional[int]:
-        return None
 
     def _on_ack(self, msg: Ack) -> Optional[int]:
         run = self.runs.get(msg.flow_run_id)
@@ -613,7 +357,7 @@ class Executor:
         try:
             run.config = self.prepare(run.config)
         except Exception as exc:  # the author's prepare() may raise anything
-            self._fail_start(run, f"invalid job configuration: {_exc_text(exc)}")
+            self._fail_start(run, f"invalid job configuration: {exception_text(exc)}")
             return None
         self._start(run)
         return None
@@ -622,7 +366,7 @@ class Executor:
         try:
             result = self.start(run.flow_run_id, run.config)
         except Exception as exc:  # any failure of the author's start() is a start failure
-            self._fail_start(run, f"failed to start: {_exc_text(exc)}")
+            self._fail_start(run, f"failed to start: {exception_text(exc)}")
             return
         identifier, handle = result if isinstance(result, tuple) else (result, None)
         if not isinstance(identifier, str) or \
@@ -653,12 +397,13 @@ class Executor:
         try:
             self.kill(run, msg.grace_seconds)
         except Exception as exc:  # report and carry on: poll() still reports the run's end
-            self._error("kill_failed", flow_run=run.flow_run_id, error=_exc_text(exc))
+            self._error("kill_failed", flow_run=run.flow_run_id, error=exception_text(exc))
         self._poll_run(run)
         return None
 
     _HANDLERS: Dict[type, Callable[["Executor", Any], Optional[int]]] = {
-        Welcome: _on_welcome, Reject: _on_reject, Goodbye: _on_goodbye, Pong: _on_pong,
+        Welcome: ProtocolSession._on_welcome, Reject: ProtocolSession._on_reject,
+        Goodbye: ProtocolSession._on_goodbye, Pong: ProtocolSession._on_pong,
         Ack: _on_ack, Job: _on_job, Kill: _on_kill,
     }
 
@@ -679,7 +424,7 @@ class Executor:
             self._finish(run, -1, str(exc) or "the run was lost")
             return
         except Exception as exc:  # a broken poll() must not stop the loop
-            self._error("poll_failed", flow_run=run.flow_run_id, error=_exc_text(exc))
+            self._error("poll_failed", flow_run=run.flow_run_id, error=exception_text(exc))
             return
         if code is None:
             return
@@ -693,7 +438,7 @@ class Executor:
     def _finish(self, run: Run, code: int, error: str) -> None:
         run.exited = True
         run.code = code
-        run.error = _cut(error, codec.MAX_REASON)
+        run.error = cut_utf8(error, codec.MAX_REASON)
         self._save(run)
         self._info("exited", flow_run=run.flow_run_id, identifier=run.identifier, code=code,
                    error=run.error or None)
@@ -746,49 +491,13 @@ class Executor:
                 run.handle = self.recover(run.identifier) if run.identifier else None
                 reason = "its infrastructure is gone"
             except Exception as exc:  # a failed recovery loses the run, nothing more
-                reason = _exc_text(exc)
+                reason = exception_text(exc)
                 run.handle = None
             if run.handle is None:
                 self._finish(run, -1, f"run lost while the executor was restarting "
                                       f"(identifier {run.identifier!r}): {reason}")
             else:
                 self._info("recovered", flow_run=run.flow_run_id, identifier=run.identifier)
-
-    # ------------------------------------------------------------- send
-
-    def _queue_log(self, msg: Log) -> None:
-        if self._welcomed:
-            self._send(msg)
-            return
-        if len(self._pending_logs) >= MAX_PENDING_LOGS:
-            self._pending_logs.popleft()
-            self._dropped_logs += 1
-        self._pending_logs.append(msg)
-
-    def _flush_logs(self) -> None:
-        if self._dropped_logs:
-            self._warn("logs_dropped", count=self._dropped_logs,
-                       reason="no supervisor connected")
-            self._dropped_logs = 0
-        while self._pending_logs:
-            self._send(self._pending_logs.popleft())
-
-    def _send(self, msg: Any) -> None:
-        """Send a message; before WELCOME only HELLO and GOODBYE go out, the rest waits."""
-        if self._sock is None or (not self._welcomed and not isinstance(msg, (Hello, Goodbye))):
-            return
-        try:
-            data = codec.encode(msg)
-        except ProtocolError as exc:
-            self._error("encode_failed", type=codec.type_name(msg.TYPE), reason=exc.reason)
-            return
-        if self.trace:
-            self._trace("executor -> supervisor", codec.type_name(msg.TYPE), len(data))
-        try:
-            self._sock.send(data, zmq.NOBLOCK)
-        except zmq.Again:
-            self._warn("send_dropped", type=codec.type_name(msg.TYPE),
-                       reason="socket queue full")
 
     # ---------------------------------------------------------- signals
 
@@ -831,10 +540,6 @@ class Executor:
         except ProtocolError as exc:
             raise ValueError(f"invalid executor settings: {exc.reason}") from None
 
-    def _trace(self, direction: str, type_name: str, size: int) -> None:
-        # Fields are left out on purpose: a JOB's config can hold secrets.
-        log.info("executor=%s trace %s %s size=%d", self.executor_id, direction, type_name, size)
-
     def _emit(self, level: int, event: str, flow_run: Optional[str],
               fields: Dict[str, Any]) -> None:
         parts = [f"executor={self.executor_id or self.type or '-'}"]
@@ -843,7 +548,7 @@ class Executor:
         parts.append(event)
         for key, value in fields.items():
             if value is not None:
-                parts.append(f"{key}={_quote(value)}")
+                parts.append(f"{key}={quote_value(value)}")
         log.log(level, " ".join(parts))
 
     def _info(self, event: str, flow_run: Optional[str] = None, **fields: Any) -> None:
@@ -854,23 +559,6 @@ class Executor:
 
     def _error(self, event: str, flow_run: Optional[str] = None, **fields: Any) -> None:
         self._emit(logging.ERROR, event, flow_run, fields)
-
-
-def _quote(value: Any) -> str:
-    text = str(value)
-    if text == "" or any(c in text for c in ' "=\n\t'):
-        return json.dumps(text)
-    return text
-
-
-def _cut(text: str, max_bytes: int) -> str:
-    """Return text cut to at most max_bytes of UTF-8 at a character boundary."""
-    return text.encode("utf-8", "replace")[:max_bytes].decode("utf-8", "ignore")
-
-
-def _exc_text(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
 
 
 def default_executor_id(executor_type: str) -> str:
@@ -892,11 +580,3 @@ def default_state_dir() -> str:
         return os.path.join(runtime, "drover")
     return f"/tmp/drover-{os.getuid()}"
 
-
-def configure_logging(stream: Any = None) -> None:
-    """Send the SDK's log lines to stderr as they are: "executor=ID event key=value"."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    log.handlers[:] = [handler]
-    log.setLevel(logging.INFO)
-    log.propagate = False

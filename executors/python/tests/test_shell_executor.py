@@ -1,7 +1,6 @@
 """The shell executor driven through a fake supervisor ROUTER socket."""
 
 import json
-import os
 import signal
 import socket
 import subprocess
