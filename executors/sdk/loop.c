@@ -49,11 +49,16 @@ static int loop_send(struct drover_executor *ex, int type, char *buf, size_t len
         return -1;
     }
     rc = zmq_send(ex->sock, buf, len, ZMQ_DONTWAIT);
-    if (rc < 0)
-        sdk_logf(ex, NULL, "send_failed type=%s error=\"%s\" (dropped)", drover_msg_type_name(type),
-                 zmq_strerror(zmq_errno()));
-    else
+    if (rc < 0) {
+        /* A chatty run can fill the queue with LOG lines: log the first
+         * failures, then one in SDK_MALFORMED_EVERY. */
+        ex->send_failures++;
+        if (ex->send_failures <= SDK_MALFORMED_LOGGED || ex->send_failures % SDK_MALFORMED_EVERY == 0)
+            sdk_logf(ex, NULL, "send_failed type=%s error=\"%s\" failures_total=%lu (dropped)",
+                     drover_msg_type_name(type), zmq_strerror(zmq_errno()), ex->send_failures);
+    } else {
         loop_trace(ex, 1, type, len);
+    }
     free(buf);
     return rc < 0 ? -1 : 0;
 }

@@ -470,8 +470,8 @@ int drover_executor_main(int argc, char **argv, const struct drover_executor_ops
     }
     sdk_runs_recover(&ex);
     rc = sdk_loop_run(&ex);
-    sdk_logf(&ex, NULL, "stop exit_status=%d runs=%u malformed_dropped=%lu logs_dropped=%lu", rc,
-             sdk_runs_active(&ex), ex.malformed, ex.logs_dropped);
+    sdk_logf(&ex, NULL, "stop exit_status=%d runs=%u malformed_dropped=%lu logs_dropped=%lu send_failures=%lu",
+             rc, sdk_runs_active(&ex), ex.malformed, ex.logs_dropped, ex.send_failures);
 done:
     main_cleanup(&ex);
     return rc;

@@ -112,6 +112,7 @@ struct drover_executor {
     struct drover_run *runs;
     unsigned long malformed;
     unsigned long logs_dropped;
+    unsigned long send_failures;
 };
 
 /* main.c */

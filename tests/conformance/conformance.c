@@ -1184,6 +1184,32 @@ static int check_long_line(struct conf *c)
     return rc < 0 ? rc : conf_stop(c);
 }
 
+static void conf_count_lines_cb(struct conf *c, const struct drover_log *log, void *arg)
+{
+    (*(long *)arg)++;
+}
+
+/* A flood of output: the executor keeps up or drops lines, but the run's
+ * EXITED arrives and the executor stays healthy. */
+static int check_busy_output(struct conf *c)
+{
+    struct drover_msg m;
+    long lines = 0;
+    int rc = 0;
+
+    if (conf_start(c) < 0 ||
+        conf_run_job(c, ID1, "/bin/sh -c 'seq 1 200000; exit 2'", NULL, &m, conf_count_lines_cb, &lines) < 0)
+        return -1;
+    if (m.u.exited.code != 2)
+        rc = conf_fail(c, "EXITED code after a flood of output is %lld, expected 2", (long long)m.u.exited.code);
+    drover_msg_clear(&m);
+    if (rc == 0 && lines == 0)
+        rc = conf_fail(c, "none of the 200000 lines arrived");
+    if (rc == 0 && conf_run_job(c, ID2, "/bin/sh -c 'exit 0'", NULL, &m, NULL, NULL) == 0)
+        drover_msg_clear(&m);
+    return c->reason[0] ? -1 : conf_stop(c);
+}
+
 static void conf_find_replaced(struct conf *c, const struct drover_log *log, void *arg)
 {
     if (strcmp(log->line, "a\xef\xbf\xbd" "b") == 0)
@@ -1491,6 +1517,7 @@ static const struct {
     {"reject", check_reject, 1},
     {"long_line", check_long_line, 1},
     {"invalid_utf8", check_invalid_utf8, 1},
+    {"busy_output", check_busy_output, 1},
     {"executor_restart", check_executor_restart, 0},
     {"curve", check_curve, 0},
     {"process_working_dir", check_process_working_dir, 0},
