@@ -6,8 +6,8 @@
 # Then it starts a local Prefect server on SQLite in a temporary folder with
 # every online feature off, and `drover worker start` on a new work pool.
 # It deploys examples/flows.py:hello, runs it once, and prints the run's
-# final state and logs.  Everything it started is stopped on exit, and the temporary folder
-# is removed.  It exits 0 only when the run ends COMPLETED.
+# final state and logs.  Everything it started is stopped on exit, and the
+# temporary folder is removed.  It exits 0 only when the run ends COMPLETED.
 #
 #   bash deploy/quickstart.sh
 set -euo pipefail
@@ -21,8 +21,8 @@ run_deadline_seconds=300
 say() { printf '\n==> %s\n' "$*"; }
 fail() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
 
-# Read one field of the JSON document on standard input; a dotted path
-# such as state.type walks into objects.
+# Print one field of the JSON document on standard input.  A dotted path
+# such as state.type walks into nested objects.
 json_field() {
     "$venv/bin/python" -c '
 import json, sys
@@ -33,15 +33,16 @@ print("" if value is None else value)' "$1"
 }
 
 # Call the Prefect API: api METHOD PATH [JSON_BODY].  Prints the response
-# body and fails on any HTTP error status.
+# body, or on an HTTP error status prints it to stderr and fails.
 api() {
-    local method=$1 path=$2 body=${3:-}
-    if [ -n "$body" ]; then
-        curl -sS --fail-with-body -X "$method" -H 'Content-Type: application/json' \
-            -d "$body" "$PREFECT_API_URL$path"
-    else
-        curl -sS --fail-with-body -X "$method" "$PREFECT_API_URL$path"
+    local method=$1 path=$2 body=${3:-} response
+    local args=(-sS --fail-with-body -X "$method")
+    [ -z "$body" ] || args+=(-H 'Content-Type: application/json' -d "$body")
+    if ! response=$(curl "${args[@]}" "$PREFECT_API_URL$path"); then
+        printf 'quickstart: %s %s failed: %s\n' "$method" "$path" "$response" >&2
+        return 1
     fi
+    printf '%s\n' "$response"
 }
 
 say "Installing dependencies"
