@@ -948,7 +948,8 @@ static int check_supervisor_restart(struct conf *c)
     if (conf_send_ack(c, ID1, DROVER_MSG_STARTED) < 0)
         return -1;
 
-    /* The supervisor goes away and comes back on the same endpoint. */
+    /* The supervisor goes away and comes back on the same endpoint (libzmq
+     * 4.3 leaves the old socket file, and the new bind replaces it). */
     conf_unbind(c);
     c->goodbye_unknown = 1;
     if (conf_bind(c) < 0 || conf_expect(c, DROVER_MSG_HELLO, NULL, &m, NULL, NULL) < 0)
