@@ -18,7 +18,7 @@ FINAL_STATE_TYPES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 # spends most of its time importing Prefect, so this is deliberately large.
 DEFAULT_DEADLINE_SECONDS = 180.0
 
-# Attempts of one request while the server answers 503 Service Unavailable.
+# Attempts of one request while the server returns 503 Service Unavailable.
 RETRIES_ON_503 = 10
 
 
@@ -61,7 +61,7 @@ class PrefectApi:
         """Send a request and return the decoded JSON body, None for an empty one.
 
         With missing_ok, a 404 Not Found returns None as well.
-        The server answers 503 when SQLite is busy or locked and has rolled
+        The server returns 503 when SQLite is busy or locked and has rolled
         the transaction back, so the request is retried a bounded number of
         times.  Any other error status fails the test.
         """
