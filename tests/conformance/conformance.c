@@ -9,7 +9,8 @@
  * DIR, plays its part of the dialog and prints "ok NAME" or "FAIL NAME:
  * reason".  The exit status is 1 when any check failed.  Job configurations
  * use only "command" and "env" with /bin/sh, so any executor that runs
- * commands can be checked.  Waits are bounded by generous deadlines that only
+ * commands can be checked.  Commands that wait end by themselves once the
+ * check's directory is removed, so a failed check leaves no run behind.  Waits are bounded by generous deadlines that only
  * end a check that would otherwise hang; no check measures time.
  */
 #include <errno.h>
@@ -820,7 +821,7 @@ static int check_duplicate_job(struct conf *c)
     struct drover_msg m;
     int rc = 0, lines;
 
-    conf_shell(c, cmd, sizeof cmd, "echo run >> @D/starts; while [ ! -e @D/go ]; do sleep 0.1; done; exit 5");
+    conf_shell(c, cmd, sizeof cmd, "echo run >> @D/starts; while [ ! -e @D/go ] && [ -d @D ]; do sleep 0.1; done; exit 5");
     if (conf_start(c) < 0 || conf_send_job(c, ID1, cmd, NULL) < 0 ||
         conf_expect(c, DROVER_MSG_STARTED, ID1, &m, NULL, NULL) < 0)
         return -1;
@@ -883,10 +884,12 @@ static int conf_start_ready(struct conf *c, const char *id, const char *cmd)
 
 static int check_kill_term(struct conf *c)
 {
+    char cmd[1024];
     struct drover_msg m;
     int rc;
 
-    if (conf_start(c) < 0 || conf_start_ready(c, ID1, "/bin/sh -c 'echo ready; exec sleep 600'") < 0 ||
+    conf_shell(c, cmd, sizeof cmd, "echo ready; while [ -d @D ]; do sleep 1; done");
+    if (conf_start(c) < 0 || conf_start_ready(c, ID1, cmd) < 0 ||
         conf_send_kill(c, ID1, 60) < 0 || conf_expect(c, DROVER_MSG_EXITED, ID1, &m, NULL, NULL) < 0)
         return -1;
     if (m.u.exited.code != -SIGTERM && m.u.exited.code != 128 + SIGTERM)
@@ -900,11 +903,12 @@ static int check_kill_term(struct conf *c)
 
 static int check_kill_grace(struct conf *c)
 {
+    char cmd[1024];
     struct drover_msg m;
     int rc;
 
-    if (conf_start(c) < 0 ||
-        conf_start_ready(c, ID1, "/bin/sh -c 'trap \"\" TERM; echo ready; while :; do sleep 1; done'") < 0 ||
+    conf_shell(c, cmd, sizeof cmd, "trap \"\" TERM; echo ready; while [ -d @D ]; do sleep 1; done");
+    if (conf_start(c) < 0 || conf_start_ready(c, ID1, cmd) < 0 ||
         conf_send_kill(c, ID1, 1) < 0 || conf_expect(c, DROVER_MSG_EXITED, ID1, &m, NULL, NULL) < 0)
         return -1;
     if (m.u.exited.code != -SIGKILL && m.u.exited.code != 128 + SIGKILL)
@@ -939,7 +943,7 @@ static int check_supervisor_restart(struct conf *c)
     struct drover_msg m;
     int rc;
 
-    conf_shell(c, cmd, sizeof cmd, "while [ ! -e @D/go ]; do sleep 0.1; done; exit 7");
+    conf_shell(c, cmd, sizeof cmd, "while [ ! -e @D/go ] && [ -d @D ]; do sleep 0.1; done; exit 7");
     if (conf_start(c) < 0 || conf_send_job(c, ID1, cmd, NULL) < 0 ||
         conf_expect(c, DROVER_MSG_STARTED, ID1, &m, NULL, NULL) < 0)
         return -1;
@@ -983,7 +987,7 @@ static int check_ack_loss(struct conf *c)
     int64_t t1, t2, t3, t4, gap, window, until;
     struct drover_msg m;
 
-    conf_shell(c, cmd, sizeof cmd, "while [ ! -e @D/go ]; do sleep 0.1; done");
+    conf_shell(c, cmd, sizeof cmd, "while [ ! -e @D/go ] && [ -d @D ]; do sleep 0.1; done");
     if (conf_start(c) < 0 || conf_send_job(c, ID1, cmd, NULL) < 0 ||
         conf_expect_at(c, DROVER_MSG_STARTED, ID1, &t1) < 0 ||
         conf_expect_at(c, DROVER_MSG_STARTED, ID1, &t2) < 0)
@@ -1089,8 +1093,8 @@ static int check_executor_restart(struct conf *c)
     int rc = 0;
 
     c->extra_args = (char **)id_args;
-    conf_shell(c, cmd1, sizeof cmd1, "while [ ! -e @D/go1 ]; do sleep 0.1; done; exit 7");
-    conf_shell(c, cmd2, sizeof cmd2, "while [ ! -e @D/go2 ]; do sleep 0.1; done; touch @D/done2; exit 9");
+    conf_shell(c, cmd1, sizeof cmd1, "while [ ! -e @D/go1 ] && [ -d @D ]; do sleep 0.1; done; exit 7");
+    conf_shell(c, cmd2, sizeof cmd2, "while [ ! -e @D/go2 ] && [ -d @D ]; do sleep 0.1; done; touch @D/done2; exit 9");
     if (conf_start(c) < 0 || conf_send_job(c, ID1, cmd1, NULL) < 0 ||
         conf_expect(c, DROVER_MSG_STARTED, ID1, &m, NULL, NULL) < 0)
         return -1;
