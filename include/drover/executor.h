@@ -53,7 +53,8 @@ struct drover_field {
     const char *template_text; /* NULL: "{{ <name> }}" */
 };
 
-/* What `--describe` prints and HELLO carries (format in supervisor/render.h). */
+/* Description of an executor type: the source of the schema that `--describe`
+ * prints and HELLO carries (format in supervisor/render.h). */
 struct drover_describe {
     const char *type;               /* [a-z0-9_-]{1,64} */
     const char *description;
@@ -100,8 +101,8 @@ struct drover_executor_ops {
      * reason (logged). */
     int (*kill)(struct drover_run *run, unsigned grace_seconds, char *err, size_t errlen);
 
-    /* Optional.  Called at start-up for each run a previous executor with the
-     * same id started and did not see end.  Re-adopt it by identifier:
+    /* Optional.  Called at start-up for each run that a previous executor with
+     * the same id started and did not see end.  Re-adopt it by identifier:
      * return DROVER_START_OK when it is still alive (and watch it again), or
      * call drover_run_exited() and return DROVER_START_OK when it has ended,
      * or return DROVER_START_FAILED with a reason when it cannot be found.
