@@ -1,0 +1,185 @@
+"""Summarise one bench/run-all.sh result folder as Markdown tables.
+
+    report.py RESULTS_DIR > summary.md
+
+Every number printed comes from the JSON files in RESULTS_DIR.  Cells are
+"median (min-max)" over the repetitions; ratios compare medians.
+"""
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+MIB = 2 ** 20
+
+
+def load(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def mmm(values, fmt="{:.1f}"):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    med = statistics.median(values)
+    if len(values) == 1:
+        return fmt.format(med) + " (1 run)"
+    return f"{fmt.format(med)} ({fmt.format(min(values))}-{fmt.format(max(values))}, {len(values)} runs)"
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def ratio(a, b, fmt="{:.2f}"):
+    return fmt.format(a / b) if a is not None and b else "n/a"
+
+
+def pct(values, p):
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+def throughput(w, extra):
+    rows = w.get("throughput", []) + (extra.get("throughput", []) if extra else [])
+    ceiling = w.get("ceiling", {})
+    out = ["## Dispatch throughput", "",
+           "Runs per second from the worker's registration to the last infrastructure_pid "
+           "(server timestamps); CPU seconds of the worker's own processes over the whole "
+           "measurement (start included), and of its cgroup (everything it started, the "
+           "`true` runs included); peak RSS of the worker's processes.", "",
+           "| N | worker | runs/s | complete | worker CPU s | cgroup CPU s | server CPU s | peak RSS MiB | startup s |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    sizes = sorted({r["n"] for r in rows})
+    kinds = ["drover", "prefect", "drover-default"]
+    for n in sizes:
+        for kind in kinds:
+            rs = [r for r in rows if r["n"] == n and r["kind"] == kind]
+            if not rs:
+                continue
+            done = sum(1 for r in rs if r["complete"])
+            out.append(
+                f"| {n} | {kind} | {mmm([r['runs_per_second'] for r in rs])} | {done}/{len(rs)} "
+                f"| {mmm([r['footprint']['cpu_s'] for r in rs], '{:.2f}')} "
+                f"| {mmm([r.get('cgroup_cpu_s') for r in rs], '{:.2f}')} "
+                f"| {mmm([r.get('server_cpu_s') for r in rs], '{:.1f}')} "
+                f"| {mmm([r['footprint']['rss_peak'] / MIB for r in rs])} "
+                f"| {mmm([r['startup_seconds'] for r in rs], '{:.2f}')} |")
+        cs = [c for c in ceiling.get("runs", []) if c["n"] == n]
+        if cs:
+            out.append(f"| {n} | ceiling (c={ceiling.get('concurrency')}) "
+                       f"| {mmm([c['runs_per_second_server'] for c in cs])} "
+                       f"| {sum(1 for c in cs if c['with_pid'] == n)}/{len(cs)} | | "
+                       f"| {mmm([c.get('server_cpu_s') for c in cs], '{:.1f}')} | | |")
+    out += ["", "Incomplete measurements ended at the deadline or when no run settled for a "
+            "minute; their rate is over the runs that settled.", "",
+            "| N | drover / Prefect runs/s | drover / ceiling | drover / Prefect worker CPU per run | drover / Prefect peak RSS |",
+            "|---|---|---|---|---|"]
+    for n in sizes:
+        d = [r for r in rows if r["n"] == n and r["kind"] == "drover"]
+        p = [r for r in rows if r["n"] == n and r["kind"] == "prefect"]
+        cs = [c for c in ceiling.get("runs", []) if c["n"] == n]
+        if not d:
+            continue
+        dr = med([r["runs_per_second"] for r in d])
+        pr = med([r["runs_per_second"] for r in p])
+        cr = med([c["runs_per_second_server"] for c in cs])
+        dcpu = med([r["footprint"]["cpu_s"] / max(r["with_pid"], 1) for r in d])
+        pcpu = med([r["footprint"]["cpu_s"] / max(r["with_pid"], 1) for r in p])
+        drss = med([r["footprint"]["rss_peak"] for r in d])
+        prss = med([r["footprint"]["rss_peak"] for r in p])
+        out.append(f"| {n} | {ratio(dr, pr)}x | {ratio(dr * 100 if dr else None, cr, '{:.0f}')}% "
+                   f"| {ratio(dcpu * 100 if dcpu else None, pcpu, '{:.1f}')}% "
+                   f"| {ratio(drss * 100 if drss else None, prss, '{:.1f}')}% |")
+    if ceiling.get("sweep"):
+        out += ["", "Ceiling client concurrency sweep (300 runs each): " + ", ".join(
+            f"c={c['concurrency']}: {c['runs_per_second_server']:.1f} runs/s"
+            for c in ceiling["sweep"])]
+    return out
+
+
+def idle(w):
+    out = ["## Idle footprint", "",
+           "Worker with nothing to do at out-of-the-box polling (10 s query, 30 s heartbeat).",
+           "", "| worker | window s | CPU s in window | cgroup CPU s | CPU s to start | RSS MiB | PSS MiB | processes |",
+           "|---|---|---|---|---|---|---|---|"]
+    by = {}
+    for r in w.get("idle", []):
+        by[r["kind"]] = r
+        i = r["idle"]
+        out.append(f"| {r['kind']} | {r['window_seconds']:.0f} | {i['cpu_s']:.2f} "
+                   f"| {r['cgroup_cpu_s'] if r.get('cgroup_cpu_s') is None else round(r['cgroup_cpu_s'], 2)} "
+                   f"| {r['startup']['cpu_s']:.2f} | {i['rss_mean'] / MIB:.1f} "
+                   f"| {i['pss_mean'] / MIB:.1f} | {i['procs_max']} |")
+    if "drover" in by and "prefect" in by:
+        d, p = by["drover"]["idle"], by["prefect"]["idle"]
+        out += ["", f"drover / Prefect: RSS {100 * d['rss_mean'] / p['rss_mean']:.1f}%, "
+                f"PSS {100 * d['pss_mean'] / p['pss_mean']:.1f}%, "
+                f"idle CPU {ratio(100 * d['cpu_s'], p['cpu_s'], '{:.1f}')}%."]
+    return out
+
+
+def latency(w):
+    out = ["## Pickup latency", "",
+           "Run created (its expected start time) to infrastructure_pid written, runs created "
+           "at random moments; both workers poll every "
+           f"{w.get('query_seconds')} s.", "",
+           "| worker | runs | p50 s | p95 s | p99 s | max s |", "|---|---|---|---|---|---|"]
+    for r in w.get("latency", []):
+        lat = r["latencies"]
+        if not lat:
+            continue
+        out.append(f"| {r['kind']} | {len(lat)}/{r['count']} | {pct(lat, 50):.3f} | "
+                   f"{pct(lat, 95):.3f} | {pct(lat, 99):.3f} | {max(lat):.3f} |")
+    return out
+
+
+def micro(d: Path):
+    out = ["## Microbenchmarks", "", "JOB sent -> STARTED received against drover-executor-process "
+           "(command `true`), microseconds, 300 jobs a run:", "",
+           "| transport | p50 | p90 | p99 | min | max |", "|---|---|---|---|---|---|"]
+    rt = [json.loads(line) for line in (d / "roundtrip.jsonl").read_text().splitlines()
+          if line.strip()] if (d / "roundtrip.jsonl").exists() else []
+    for t in ("ipc", "tcp"):
+        rs = [r for r in rt if r["transport"] == t]
+        if rs:
+            out.append(f"| {t} | {mmm([r['p50'] for r in rs], '{:.0f}')} "
+                       f"| {mmm([r['p90'] for r in rs], '{:.0f}')} "
+                       f"| {mmm([r['p99'] for r in rs], '{:.0f}')} "
+                       f"| {min(r['min'] for r in rs):.0f} | {max(r['max'] for r in rs):.0f} |")
+    pg = load(d / "pingers.json")
+    if pg:
+        out += ["", f"{pg['executors']} simulated executors pinging every {pg['ping_interval_ms']} ms: "
+                f"the supervisor used {pg['supervisor_cpu_s']:.2f} CPU s in {pg['seconds']:.0f} s, "
+                f"{100 * pg['supervisor_core_share']:.2f}% of one core "
+                f"({pg['pings']} pings, {pg['pongs']} pongs; supervisor RSS "
+                f"{pg['supervisor_rss_bytes'] / MIB:.1f} MiB)."]
+    other = d / "other-micro.txt"
+    if other.exists() and other.read_text().strip():
+        out += ["", "Codec and renderer microbenchmarks (their own output):", "", "```",
+                other.read_text().rstrip(), "```"]
+    return out
+
+
+def main():
+    d = Path(sys.argv[1])
+    machine = load(d / "machine.json") or {}
+    w = load(d / "workers.json") or {}
+    extra = load(d / "workers-default-capacity.json")
+    lines = ["# Benchmark results", "", "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()),
+             f"Load average at the end: {load(d / 'loadavg-end.json')}",
+             f"Server 503 answers (SQLite busy) logged: "
+             f"{(d / 'server-503-count.txt').read_text().strip() if (d / 'server-503-count.txt').exists() else 'n/a'}",
+             ""]
+    for part in (throughput(w, extra), idle(w), latency(w), micro(d)):
+        lines += part + [""]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+#!/bin/sh
+# Runs every drover benchmark against one Prefect server, one thing at a time,
+# and writes the results (JSON) and a summary (Markdown) to OUT.
+#
+#   bench/run-all.sh [OUT]          OUT defaults to bench/results/<UTC time>
+#
+# Environment: BUILD (build directory, default build-bench at the top of the
+# tree), VENV (virtual environment with Prefect, default .venv), QUICK=1 for a
+# short smoke run, and the repetition knobs below.
+set -eu
+
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-$TOP/build-bench}
+VENV=${VENV:-$TOP/.venv}
+PY=$VENV/bin/python
+OUT=${1:-$TOP/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
+SIZES=${SIZES:-100,500,2000}
+REPS=${REPS:-2}                 # repetitions of N < 2000
+REPS_LARGE=${REPS_LARGE:-1}     # repetitions of N >= 2000
+DEADLINE=${DEADLINE:-90}        # longest throughput measurement, seconds
+IDLE_WINDOW=${IDLE_WINDOW:-120} # idle footprint window, seconds
+PING_SECONDS=${PING_SECONDS:-60}
+CEILING_SIZES=${CEILING_SIZES:-100,500}
+CEILING_CONCURRENCY=${CEILING_CONCURRENCY:-16}   # a comma list sweeps on 300 runs first
+LATENCY_RUNS=${LATENCY_RUNS:-40}
+if [ "${QUICK:-0}" = 1 ]; then
+    SIZES=50; REPS=1; REPS_LARGE=1; DEADLINE=60; IDLE_WINDOW=10; PING_SECONDS=5
+    CEILING_SIZES=50; LATENCY_RUNS=10
+fi
+
+mkdir -p "$OUT"
+WORK=$(mktemp -d /tmp/drover-bench-XXXXXX)
+SERVER_PID=
+SUPERVISOR_PID=
+cleanup() {
+    [ -n "$SUPERVISOR_PID" ] && kill -TERM "$SUPERVISOR_PID" 2>/dev/null || true
+    [ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+say() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# ---- build --------------------------------------------------------------
+say "building drover (Release) in $BUILD"
+cmake -S "$TOP" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD" >/dev/null
+BENCH_BIN=$BUILD/bin
+if [ ! -x "$BENCH_BIN/drover-bench-roundtrip" ]; then
+    # The top-level tree does not include bench/: build its C programs alone.
+    cmake -S "$TOP/bench/standalone" -B "$BUILD/bench-standalone" -G Ninja \
+        -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build "$BUILD/bench-standalone" >/dev/null
+    BENCH_BIN=$BUILD/bench-standalone/bin
+fi
+
+# ---- the machine ----------------------------------------------------------
+{
+    printf '{"cores": %s, ' "$(nproc)"
+    printf '"cpu": "%s", ' "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+    printf '"mem_kib": %s, ' "$(sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo)"
+    printf '"kernel": "%s", ' "$(uname -r)"
+    printf '"prefect": "%s", ' "$("$PY" -c 'import prefect; print(prefect.__version__)')"
+    printf '"python": "%s", ' "$("$PY" -c 'import platform; print(platform.python_version())')"
+    for lib in libzmq libcurl jansson msgpack; do
+        printf '"%s": "%s", ' "$lib" "$(pkg-config --modversion $lib)"
+    done
+    printf '"compiler": "%s", ' "$(cc --version | head -1)"
+    printf '"commit": "%s", ' "$(git -C "$TOP" rev-parse --short HEAD)"
+    printf '"tree_dirty": %s, ' "$(test -z "$(git -C "$TOP" status --porcelain -- supervisor executors proto)" && echo false || echo true)"
+    printf '"loadavg_start": "%s"}\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$OUT/machine.json"
+say "machine: $(cat "$OUT/machine.json")"
+
+# ---- one server for everything ------------------------------------------
+"$PY" "$TOP/bench/server.py" --home "$WORK/server" --info "$WORK/server.json"
+API_URL=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['api_url'])" "$WORK/server.json")
+SERVER_PID=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" "$WORK/server.json")
+export DROVER_BUILD_DIR=$BUILD DROVER_VENV=$VENV
+
+# ---- workers: idle, throughput, the ceiling, pickup latency ---------------
+say "workers: idle, throughput, ceiling, latency"
+"$PY" "$TOP/bench/workers.py" --api-url "$API_URL" --server-pid "$SERVER_PID" \
+    --workdir "$WORK/workers" --out "$OUT/workers.json" \
+    --phases idle,throughput,ceiling,latency --sizes "$SIZES" --reps "$REPS" \
+    --reps-large "$REPS_LARGE" --deadline "$DEADLINE" --idle-window "$IDLE_WINDOW" \
+    --ceiling-bin "$BENCH_BIN/drover-bench-ceiling" --ceiling-sizes "$CEILING_SIZES" \
+    --ceiling-concurrency "$CEILING_CONCURRENCY" --latency-runs "$LATENCY_RUNS" \
+    --latency-mean-gap 1.0 >/dev/null
+
+# drover with its local executor's default capacity (4 runs per CPU): the
+# supervisor claims no more than its executors can take.
+say "drover with the default executor capacity"
+"$PY" "$TOP/bench/workers.py" --api-url "$API_URL" --server-pid "$SERVER_PID" \
+    --workdir "$WORK/default" --out "$OUT/workers-default-capacity.json" \
+    --phases throughput --kinds drover-default --sizes "${SIZES%%,*}" --reps 1 --reps-large 0 \
+    --deadline "$DEADLINE" >/dev/null
+
+# ---- microbenchmarks --------------------------------------------------------
+say "job -> started round trip"
+: >"$OUT/roundtrip.jsonl"
+for rep in 1 2 3; do
+    for transport in ipc tcp; do
+        "$BENCH_BIN/drover-bench-roundtrip" --executor "$BUILD/bin/drover-executor-process" \
+            --transport "$transport" --count 300 --warmup 30 --label "rep$rep" >>"$OUT/roundtrip.jsonl"
+    done
+done
+
+say "1000 pinging executors against one supervisor"
+PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$BUILD/bin/drover-executor-process" --describe >"$WORK/schema.json"
+mkdir -p "$WORK/sup"
+env -i PATH="$BUILD/bin:/usr/bin:/bin" HOME="$WORK/sup" XDG_RUNTIME_DIR="$WORK/sup" \
+    PREFECT_API_URL="$API_URL" \
+    "$BUILD/bin/drover" worker start --pool "pingers-$$" --type process --no-local-executor \
+    --bind "tcp://127.0.0.1:$PORT" >"$WORK/sup/drover.log" 2>&1 &
+SUPERVISOR_PID=$!
+sleep 3
+"$BENCH_BIN/drover-bench-pingers" --endpoint "tcp://127.0.0.1:$PORT" --pid "$SUPERVISOR_PID" \
+    --schema-file "$WORK/schema.json" --count 1000 --seconds "$PING_SECONDS" >"$OUT/pingers.json"
+kill -TERM "$SUPERVISOR_PID"; wait "$SUPERVISOR_PID" || true; SUPERVISOR_PID=
+cp "$WORK/sup/drover.log" "$OUT/pingers-supervisor.log"
+
+# The codec and renderer microbenchmarks (bench/codec, bench/render), when built.
+: >"$OUT/other-micro.txt"
+for prog in $(find "$BUILD" -type f \( -name bench_codec -o -name bench_render \) -perm -u+x | sort); do
+    say "running $prog"
+    { echo "## $(basename "$prog")"; timeout 600 "$prog" 2>&1 || echo "(exit status $?)"; } \
+        >>"$OUT/other-micro.txt"
+done
+
+# ---- done ---------------------------------------------------------------------
+grep -c "retryable exception" "$WORK/server/server.log" >"$OUT/server-503-count.txt" || true
+kill -TERM "$SERVER_PID"; SERVER_PID=
+printf '"%s"\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/loadavg-end.json"
+"$PY" "$TOP/bench/report.py" "$OUT" >"$OUT/summary.md"
+say "results in $OUT (summary.md); logs of the workers in $WORK"
