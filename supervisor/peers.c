@@ -394,7 +394,9 @@ peers_socket_options(void *sock)
     zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
 }
 
-/* Reads the first 40-character Z85 key of a file; '#' starts a comment. */
+/* Reads the 40-character Z85 keys of a file, one a line.  A line whose
+ * first character is '#' is a comment; '#' inside a line belongs to the
+ * key, because Z85 uses it. */
 static int
 peers_read_keys(const char *path, json_t *keys, char *err, size_t errlen)
 {
@@ -413,7 +415,9 @@ peers_read_keys(const char *path, json_t *keys, char *err, size_t errlen)
         lineno++;
         while (*s == ' ' || *s == '\t')
             s++;
-        for (e = s; *e && *e != '\n' && *e != '\r' && *e != ' ' && *e != '#'; e++)
+        if (*s == '#')
+            continue;
+        for (e = s; *e && *e != '\n' && *e != '\r' && *e != ' ' && *e != '\t'; e++)
             ;
         *e = '\0';
         if (*s == '\0')

@@ -562,9 +562,11 @@ worker_run(struct worker *w)
         int64_t now = util_now_ms();
         int n = 0, nhttp;
 
+        /* Executors wait in their sockets' queues until the pool's type is
+         * known, since a HELLO is checked against it. */
         items[n].socket = w->router;
         items[n].fd = 0;
-        items[n].events = ZMQ_POLLIN;
+        items[n].events = w->started ? ZMQ_POLLIN : 0;
         items[n].revents = 0;
         n++;
         items[n].socket = NULL;
@@ -575,7 +577,7 @@ worker_run(struct worker *w)
         if (w->remote) {
             items[n].socket = w->remote;
             items[n].fd = 0;
-            items[n].events = ZMQ_POLLIN;
+            items[n].events = w->started ? ZMQ_POLLIN : 0;
             items[n].revents = 0;
             n++;
             items[n].socket = w->zap;
