@@ -205,6 +205,25 @@ static char *discover_run_describe(const char *path, char *err, size_t errlen)
     return NULL;
 }
 
+json_t *discover_schema(const char *path, char *err, size_t errlen)
+{
+    char *text = discover_run_describe(path, err, errlen);
+    json_error_t jerr;
+    json_t *schema;
+
+    if (text == NULL)
+        return NULL;
+    schema = json_loads(text, 0, &jerr);
+    free(text);
+    if (schema == NULL || !json_is_object(schema)) {
+        snprintf(err, errlen, "%s --describe printed invalid JSON: %s", path,
+                 schema ? "not an object" : jerr.text);
+        json_decref(schema);
+        return NULL;
+    }
+    return schema;
+}
+
 static char *discover_string_member(const json_t *obj, const char *key)
 {
     const char *s = json_string_value(json_object_get(obj, key));

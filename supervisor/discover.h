@@ -13,6 +13,7 @@
 #define DROVER_DISCOVER_H
 
 #include <stddef.h>
+#include <jansson.h>
 
 /* Seconds a program has to complete --describe before it is killed. */
 #define DISCOVER_DESCRIBE_TIMEOUT_S 5
@@ -37,6 +38,10 @@ int discover_list(struct discover_entry **out, size_t *n, char *err, size_t errl
  * none or type is not a valid executor type ([a-z0-9_-], 1 to 64 bytes).
  * Does not run the program. */
 char *discover_find(const char *type);
+
+/* Runs the program at path with --describe and returns its declared schema
+ * (a new reference), or NULL with a reason in err. */
+json_t *discover_schema(const char *path, char *err, size_t errlen);
 
 /* Frees an array returned by discover_list and sets *entries to NULL.
  * Accepts NULL. */

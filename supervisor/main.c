@@ -21,14 +21,13 @@
 
 #include "drover/version.h"
 #include "cache.h"
+#include "discover.h"
 #include "log.h"
 #include "render.h"
 #include "util.h"
 #include "worker.h"
 
 extern char **environ;
-
-#define DESCRIBE_MAX (DROVER_MAX_SCHEMA + 1)
 
 static void
 usage(FILE *out)
@@ -108,174 +107,47 @@ env_true(const char *name)
     return v && (strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcasecmp(v, "yes") == 0);
 }
 
-/* ---- finding executor programs --------------------------------------- */
-
-static int
-is_executable(const char *path)
-{
-    struct stat st;
-
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
-}
+/* ---- executor programs ----------------------------------------------- */
 
 char *
 worker_find_executor(const char *type)
 {
-    char name[128], path[PATH_MAX], self[PATH_MAX];
-    const char *env_path;
-    ssize_t n;
-
-    snprintf(name, sizeof name, "drover-executor-%s", type);
-    for (const char *t = type; *t; t++)
-        if (*t == '/')
-            return NULL;
-
-    /* Beside the running drover first, so a build tree uses its own executors. */
-    if ((n = readlink("/proc/self/exe", self, sizeof self - 1)) > 0) {
-        char *slash;
-
-        self[n] = '\0';
-        if ((slash = strrchr(self, '/')) != NULL) {
-            *slash = '\0';
-            if ((size_t)snprintf(path, sizeof path, "%s/%s", self, name) < sizeof path &&
-                is_executable(path))
-                return strdup(path);
-        }
-    }
-    snprintf(path, sizeof path, "%s/%s", DROVER_LIBEXECDIR, name);
-    if (is_executable(path))
-        return strdup(path);
-    if ((env_path = getenv("PATH")) != NULL) {
-        char *copy = strdup(env_path), *save = NULL;
-
-        for (char *dir = copy ? strtok_r(copy, ":", &save) : NULL; dir; dir = strtok_r(NULL, ":", &save)) {
-            snprintf(path, sizeof path, "%s/%s", *dir ? dir : ".", name);
-            if (is_executable(path)) {
-                free(copy);
-                return strdup(path);
-            }
-        }
-        free(copy);
-    }
-    return NULL;
+    return discover_find(type);
 }
 
-/* Runs PROGRAM --describe and returns its schema JSON, or NULL with err. */
-static json_t *
-describe_program(const char *program, char *err, size_t errlen)
-{
-    const char *argv[] = { program, "--describe", NULL };
-    posix_spawn_file_actions_t fa;
-    char *buf = NULL;
-    size_t len = 0;
-    int fds[2];
-    pid_t pid;
-    int status;
-    json_t *schema = NULL;
-    json_error_t jerr;
-
-    if (pipe(fds) == -1) {
-        snprintf(err, errlen, "pipe: %s", strerror(errno));
-        return NULL;
-    }
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-    posix_spawn_file_actions_addclose(&fa, fds[0]);
-    if (posix_spawn(&pid, program, &fa, NULL, (char *const *)argv, environ) != 0) {
-        snprintf(err, errlen, "cannot run %s: %s", program, strerror(errno));
-        posix_spawn_file_actions_destroy(&fa);
-        close(fds[0]);
-        close(fds[1]);
-        return NULL;
-    }
-    posix_spawn_file_actions_destroy(&fa);
-    close(fds[1]);
-    if ((buf = malloc(DESCRIBE_MAX)) != NULL) {
-        ssize_t n;
-
-        while (len < DESCRIBE_MAX - 1 && (n = read(fds[0], buf + len, DESCRIBE_MAX - 1 - len)) > 0)
-            len += (size_t)n;
-        buf[len] = '\0';
-    }
-    close(fds[0]);
-    waitpid(pid, &status, 0);
-    if (buf == NULL || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        snprintf(err, errlen, "%s --describe failed", program);
-        free(buf);
-        return NULL;
-    }
-    schema = json_loadb(buf, len, 0, &jerr);
-    if (schema == NULL)
-        snprintf(err, errlen, "%s --describe printed invalid JSON: line %d: %s", program,
-                 jerr.line, jerr.text);
-    free(buf);
-    return schema;
-}
-
-/* Prints each installed executor type once, the first found in search order. */
+/* Prints each installed executor type, the first found in search order. */
 int
 executor_list(void)
 {
-    char self[PATH_MAX], dirs[3][PATH_MAX];
-    const char *env_path = getenv("PATH");
-    json_t *seen = json_object();
-    int ndirs = 0, found = 0;
-    ssize_t n;
+    struct discover_entry *entries = NULL;
+    size_t n = 0;
+    char err[512];
 
-    if ((n = readlink("/proc/self/exe", self, sizeof self - 1)) > 0) {
-        char *slash;
-
-        self[n] = '\0';
-        if ((slash = strrchr(self, '/')) != NULL) {
-            *slash = '\0';
-            util_strlcpy(dirs[ndirs++], self, PATH_MAX);
-        }
+    if (discover_list(&entries, &n, err, sizeof err) == -1) {
+        fprintf(stderr, "drover: %s\n", err);
+        return 1;
     }
-    util_strlcpy(dirs[ndirs++], DROVER_LIBEXECDIR, PATH_MAX);
-    util_strlcpy(dirs[ndirs++], env_path ? env_path : "", PATH_MAX);
-
-    printf("%-16s %-48s %s\n", "TYPE", "DESCRIPTION", "DOCUMENTATION");
-    for (int d = 0; d < ndirs; d++) {
-        char *save = NULL;
-
-        for (char *dir = strtok_r(dirs[d], ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-            DIR *dp = opendir(dir);
-            struct dirent *de;
-
-            while (dp && (de = readdir(dp)) != NULL) {
-                const char *type = de->d_name + strlen("drover-executor-");
-                char path[PATH_MAX], err[512];
-                json_t *schema;
-
-                if (strncmp(de->d_name, "drover-executor-", 16) != 0 || *type == '\0' ||
-                    json_object_get(seen, type))
-                    continue;
-                if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= sizeof path ||
-                    !is_executable(path))
-                    continue;
-                json_object_set_new(seen, type, json_true());
-                if ((schema = describe_program(path, err, sizeof err)) == NULL) {
-                    printf("%-16s %-48s %s\n", type, "(no description: --describe failed)", "");
-                    continue;
-                }
-                printf("%-16s %-48.48s %s\n", type,
-                       json_string_value(json_object_get(schema, "description")) ?
-                       json_string_value(json_object_get(schema, "description")) : "",
-                       json_string_value(json_object_get(schema, "documentation_url")) ?
-                       json_string_value(json_object_get(schema, "documentation_url")) : "");
-                printf("%-16s %s\n", "", path);
-                json_decref(schema);
-                found++;
-            }
-            if (dp)
-                closedir(dp);
-        }
-    }
-    json_decref(seen);
-    if (found == 0)
+    if (n == 0) {
         fprintf(stderr, "drover: no executor programs (drover-executor-TYPE) found beside drover, in %s or on PATH\n",
                 DROVER_LIBEXECDIR);
-    return found ? 0 : 1;
+        discover_free(&entries, n);
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct discover_entry *e = &entries[i];
+
+        printf("%s\n  program: %s\n", e->type, e->path);
+        if (e->error) {
+            printf("  error: %s\n", e->error);
+            continue;
+        }
+        if (*e->description)
+            printf("  description: %s\n", e->description);
+        if (*e->documentation_url)
+            printf("  documentation: %s\n", e->documentation_url);
+    }
+    discover_free(&entries, n);
+    return 0;
 }
 
 /* ---- drover template / executor ---------------------------------------- */
@@ -296,7 +168,7 @@ cmd_template(int argc, char **argv)
                 argv[1], argv[1]);
         return 1;
     }
-    schema = describe_program(program, err, sizeof err);
+    schema = discover_schema(program, err, sizeof err);
     free(program);
     if (schema == NULL) {
         fprintf(stderr, "drover: %s\n", err);
