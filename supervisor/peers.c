@@ -222,9 +222,15 @@ peers_handle(struct worker *w, void *sock, const unsigned char *rid, size_t rid_
         return;
     }
     if (p == NULL) {
-        /* No session: the executor pings into the void, times out and says HELLO again. */
+        struct drover_msg bye = {0};
+
+        /* No session, for example after a supervisor restart: GOODBYE makes
+         * the executor reconnect and say HELLO at once. */
         w->dropped_messages++;
-        log_debug("event=message_without_session type=%s", drover_msg_type_name(m.type));
+        log_debug("event=message_without_session type=%s next=goodbye", drover_msg_type_name(m.type));
+        bye.type = DROVER_MSG_GOODBYE;
+        bye.u.goodbye.reason = "no session with this supervisor: send HELLO";
+        peers_send_raw(w, sock, rid, rid_len, &bye, "unknown");
         drover_msg_clear(&m);
         return;
     }
