@@ -11,7 +11,7 @@ venv=${DROVER_VENV:-$top/.venv}
 prefect_version=$(cat "$top/tests/e2e/PREFECT_VERSION")
 
 packages=(
-    build-essential cmake pkg-config git curl ca-certificates
+    build-essential cmake ninja-build pkg-config git curl ca-certificates
     libzmq3-dev libmsgpack-dev libcurl4-openssl-dev libyaml-dev libjansson-dev
     clang libclang-rt-14-dev
     python3 python3-venv iproute2 procps

@@ -16,6 +16,9 @@
 #define TEXT_LOG_MAX 4096
 
 static void text_vlog(const struct drover_executor *ex, const struct drover_run *run,
+                      const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
+
+static void text_vlog(const struct drover_executor *ex, const struct drover_run *run,
                       const char *fmt, va_list ap)
 {
     char line[TEXT_LOG_MAX];
