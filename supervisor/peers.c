@@ -19,6 +19,24 @@
 
 #define PEERS_RECV_BATCH 256   /* messages per loop pass, so timers still run under load */
 
+/* Allows at most 20 lines about dropped messages a minute, so a faulty
+ * or hostile executor cannot flood the log. */
+static int
+peers_log_allowed(void)
+{
+    static int64_t window_start;
+    static int lines;
+    int64_t now = util_now_ms();
+
+    if (now - window_start >= 60000) {
+        if (lines > 20)
+            log_warn("event=log_lines_suppressed about=dropped_messages count=%d", lines - 20);
+        window_start = now;
+        lines = 0;
+    }
+    return ++lines <= 20;
+}
+
 static const char *
 peer_name(const struct peer *p)
 {
@@ -208,8 +226,11 @@ peers_handle(struct worker *w, void *sock, const unsigned char *rid, size_t rid_
     }
     if (rc != DROVER_DECODE_OK) {
         w->dropped_messages++;
-        log_warn("executor=%s event=message_dropped size=%zu reason=\"%s\" dropped_total=%llu",
-                 peer_name(p), len, err, (unsigned long long)w->dropped_messages);
+        if (peers_log_allowed())
+            log_warn("executor=%s event=message_dropped size=%zu reason=\"%s\" dropped_total=%llu",
+                     peer_name(p), len, err, (unsigned long long)w->dropped_messages);
+        if (p == NULL)   /* tell a faulty executor why before it has a session */
+            peers_reject(w, sock, rid, rid_len, "unknown", err);
         drover_msg_clear(&m);
         return;
     }
@@ -263,8 +284,9 @@ peers_handle(struct worker *w, void *sock, const unsigned char *rid, size_t rid_
         break;
     default:
         w->dropped_messages++;
-        log_warn("executor=%s event=message_dropped type=%s reason=\"not a message an executor sends\"",
-                 p->executor_id, drover_msg_type_name(m.type));
+        if (peers_log_allowed())
+            log_warn("executor=%s event=message_dropped type=%s reason=\"not a message an executor sends\"",
+                     p->executor_id, drover_msg_type_name(m.type));
         break;
     }
     drover_msg_clear(&m);
@@ -302,7 +324,8 @@ peers_recv(struct worker *w, void *sock)
                 zmq_msg_close(&extra);
             } while (more);
             w->dropped_messages++;
-            log_warn("event=message_dropped reason=\"more than one body frame\"");
+            if (peers_log_allowed())
+                log_warn("event=message_dropped reason=\"more than one body frame\"");
         } else if (zmq_msg_size(&rid) <= sizeof ((struct peer *)0)->rid) {
             peers_handle(w, sock, zmq_msg_data(&rid), zmq_msg_size(&rid), zmq_msg_data(&body),
                          zmq_msg_size(&body));
