@@ -246,7 +246,7 @@ peers_handle(struct worker *w, void *sock, const unsigned char *rid, size_t rid_
         struct drover_msg bye = {0};
 
         /* No session, for example after a supervisor restart: GOODBYE makes
-         * the executor reconnect and say HELLO at once. */
+         * the executor reconnect and send a new HELLO at once. */
         w->dropped_messages++;
         log_debug("event=message_without_session type=%s next=goodbye", drover_msg_type_name(m.type));
         bye.type = DROVER_MSG_GOODBYE;
