@@ -24,9 +24,7 @@ PROTOCOL_VERSION = 1
 MSG_HELLO = 1
 MSG_WELCOME = 2
 MSG_REJECT = 3
-MSG_STARTED = 5
-MSG_PING = 10
-MSG_PONG = 11
+MSG_ACK = 8
 
 # Longest wait for one reply on a raw protocol socket.
 REPLY_DEADLINE_MS = 30_000

@@ -14,7 +14,7 @@ import time
 import pytest
 
 import processes
-from failure_helpers import (MSG_REJECT, MSG_WELCOME, RawPeer, drover_env,
+from failure_helpers import (MSG_ACK, MSG_REJECT, MSG_WELCOME, RawPeer, drover_env,
                              drover_program, drover_template, executor_program, hello,
                              process_schema, run_drover, start_private_server)
 from prefect_api import PrefectApi, unique_name, wait_until
@@ -282,3 +282,71 @@ def test_paused_server_run_still_reaches_final_state(start_process, worker_kind,
     assert final["state"]["type"] == "CRASHED", final["state"]
     assert "status code 6" in final["state"]["message"], final["state"]
     assert worker.running(), worker.log_text()
+
+
+# Defects found by feeding drover odd input; each test states what must hold.
+
+
+def test_executor_inventory_cannot_claim_run_of_other_pool(api, start_worker, worker_kind,
+                                                           examples_dir):
+    """An executor's HELLO inventory naming a run drover never claimed, of
+    another pool and still SCHEDULED, must not change that run."""
+    worker_kind.require_drover("the executor protocol is drover's")
+    endpoint = f"tcp://127.0.0.1:{processes.free_loopback_port()}"
+    pool = unique_name("pool")
+    api.create_pool(pool, "process", drover_template())
+    worker = start_worker(pool=pool, extra_args=["--bind", endpoint, "--no-local-executor"])
+    other_pool = unique_name("other-pool")
+    api.create_pool(other_pool, "process", drover_template())
+    victim = api.create_flow_run(
+        crash_deployment(api, other_pool, examples_dir, "sleep 1")["id"])
+
+    peer = RawPeer(endpoint)
+    try:
+        peer.send(hello("inventory-1", process_schema(),
+                        inventory=[[victim["id"], f"{socket.gethostname()}:1", True, 3]]))
+        welcome = peer.receive_type({MSG_WELCOME, MSG_REJECT})
+        # The supervisor acknowledges the inventory's EXITED once it has
+        # decided about the run (reported a state, or ignored it); the wait
+        # ends at the deadline when it sends no ACK at all.
+        peer.receive_type({MSG_ACK})
+    finally:
+        peer.close()
+    history = [state["type"] for state in api.state_history(victim["id"])]
+
+    assert welcome is not None, "no reply to the HELLO"
+    assert history == ["SCHEDULED"], (history, worker.log_text())
+
+
+def test_run_with_huge_integer_parameter_does_not_block_pool(api, start_worker, worker_kind,
+                                                             examples_dir):
+    """A parameter above 64 bits is valid JSON that the server stores; the
+    pool's other runs must still be served."""
+    worker_kind.require_drover("drover's JSON replies")
+    pool = unique_name("pool")
+    api.create_pool(pool, "process", drover_template())
+    deployment = crash_deployment(api, pool, examples_dir, '/bin/sh -c "exit 4"')
+    api.create_flow_run(deployment["id"], parameters={"name": 123456789012345678901234567890})
+    plain = api.create_flow_run(deployment["id"])
+    worker = start_worker(pool=pool)
+
+    final = api.wait_for_final_state(plain["id"], deadline=60)
+
+    assert final["state"]["type"] == "CRASHED", final["state"]
+    assert "status code 4" in final["state"]["message"], (final["state"], worker.log_text())
+
+
+def test_nul_in_job_variable_gives_clear_reason(api, start_worker, worker_kind, examples_dir):
+    """The server stores a NUL character in a job variable; the run may crash
+    but its message must say why, not that the deployment read failed."""
+    worker_kind.require_drover("drover's crash messages")
+    worker = start_worker()
+    deployment = api.create_deployment("hello", worker.pool, examples_dir,
+                                       job_variables={"env": {"WITH_NUL": "a\u0000b"}})
+    run = api.create_flow_run(deployment["id"])
+
+    final = api.wait_for_final_state(run["id"])
+    message = final["state"]["message"] or ""
+
+    assert final["state"]["type"] in ("CRASHED", "COMPLETED"), final["state"]
+    assert "HTTP 200" not in message, message
