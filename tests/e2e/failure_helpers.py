@@ -1,9 +1,9 @@
 """Helpers of the failure tests: private Prefect servers, raw protocol peers, drover runs.
 
-The failure tests need what the shared fixtures do not give: Prefect servers
-of their own (one with HTTP basic authentication, one they pause with
-SIGSTOP), a DEALER socket that speaks the wire protocol by hand, and drover
-commands that are expected to exit.
+The shared fixtures give one Prefect server and long-running workers.  The
+failure tests also need Prefect servers of their own (one with HTTP basic
+authentication, one they pause with SIGSTOP), a DEALER socket that sends
+hand-built protocol frames, and drover commands that are expected to exit.
 """
 
 import json
@@ -26,7 +26,7 @@ MSG_WELCOME = 2
 MSG_REJECT = 3
 MSG_ACK = 8
 
-# Longest wait for one reply on a raw protocol socket.
+# Maximum wait for one reply on a raw protocol socket.
 REPLY_DEADLINE_MS = 30_000
 
 
@@ -142,12 +142,12 @@ class RawPeer:
             return None
         return msgpack.unpackb(self.socket.recv(), raw=False)
 
-    def receive_type(self, wanted: set[int], deadline_ms: int = REPLY_DEADLINE_MS):
-        """Return the next message whose type is in wanted, skipping others; None at the deadline."""
+    def receive_type(self, expected: set[int], deadline_ms: int = REPLY_DEADLINE_MS):
+        """Return the next message whose type is in expected, skipping others; None at the deadline."""
         while True:
             message = self.receive(deadline_ms)
             if message is None or (isinstance(message, list) and len(message) > 1
-                                   and message[1] in wanted):
+                                   and message[1] in expected):
                 return message
 
     def close(self) -> None:

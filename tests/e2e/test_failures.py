@@ -2,7 +2,7 @@
 
 A supervisor killed mid-run, cancellation, start-up configuration errors,
 executors that speak the protocol wrongly, wrong credentials and a server
-that stops answering for a while.  Every test asserts on the server's own
+that stops responding for a while.  Every test asserts on the server's own
 records or on drover's exit status and messages.
 """
 
@@ -192,10 +192,11 @@ def test_protocol_errors_rejected_and_supervisor_keeps_serving(api, start_worker
 
     assert version_reject is not None, "no reply to a version 2 HELLO"
     assert version_reject[:2] == [1, MSG_REJECT], version_reject
-    assert "2" in version_reject[2] and "1" in version_reject[2], version_reject
-    assert "version" in version_reject[2], version_reject
+    assert "version 2" in version_reject[2], version_reject
+    assert "version 1" in version_reject[2], version_reject
     assert schema_reject is not None and schema_reject[1] == MSG_REJECT, schema_reject
-    assert "schema" in schema_reject[2] and "JSON" in schema_reject[2], schema_reject
+    assert "schema" in schema_reject[2], schema_reject
+    assert "JSON" in schema_reject[2], schema_reject
     assert type_reject is not None and type_reject[1] == MSG_REJECT, type_reject
     assert "'docker'" in type_reject[2], type_reject
     assert worker.process.running(), worker.log_text()
@@ -227,8 +228,10 @@ def test_wrong_credentials_exit_and_right_ones_serve(start_process, worker_kind,
                                            {"PREFECT_API_AUTH_STRING": "user:wrong"}))
 
     assert status not in (0, None), output
-    assert "PREFECT_API_AUTH_STRING" in output and "PREFECT_API_KEY" in output, output
-    assert "secret" not in output and "user:wrong" not in output, output
+    assert "PREFECT_API_AUTH_STRING" in output, output
+    assert "PREFECT_API_KEY" in output, output
+    assert "secret" not in output, output
+    assert "user:wrong" not in output, output
 
     env = drover_env(api_url, tmp_path / "home-right",
                      {"PREFECT_API_AUTH_STRING": "user:secret"})
@@ -306,9 +309,9 @@ def test_executor_inventory_cannot_claim_run_of_other_pool(api, start_worker, wo
         peer.send(hello("inventory-1", process_schema(),
                         inventory=[[victim["id"], f"{socket.gethostname()}:1", True, 3]]))
         welcome = peer.receive_type({MSG_WELCOME, MSG_REJECT})
-        # The supervisor acknowledges the inventory's EXITED once it has
-        # decided about the run (reported a state, or ignored it); the wait
-        # ends at the deadline when it sends no ACK at all.
+        # The supervisor sends the ACK of the inventory's EXITED after it has
+        # reported a state for the run or decided to ignore it.  When no ACK
+        # comes, the wait ends at the deadline.
         peer.receive_type({MSG_ACK})
     finally:
         peer.close()
@@ -318,7 +321,7 @@ def test_executor_inventory_cannot_claim_run_of_other_pool(api, start_worker, wo
     assert history == ["SCHEDULED"], (history, worker.log_text())
 
 
-def test_run_with_huge_integer_parameter_does_not_block_pool(api, start_worker, worker_kind,
+def test_huge_integer_parameter_blocks_nothing(api, start_worker, worker_kind,
                                                              examples_dir):
     """A parameter above 64 bits is valid JSON that the server stores; the
     pool's other runs must still be served."""
@@ -338,7 +341,7 @@ def test_run_with_huge_integer_parameter_does_not_block_pool(api, start_worker, 
 
 def test_nul_in_job_variable_gives_clear_reason(api, start_worker, worker_kind, examples_dir):
     """The server stores a NUL character in a job variable; the run may crash
-    but its message must say why, not that the deployment read failed."""
+    but its message must give the reason, not a failed deployment read."""
     worker_kind.require_drover("drover's crash messages")
     worker = start_worker()
     deployment = api.create_deployment("hello", worker.pool, examples_dir,
@@ -350,3 +353,29 @@ def test_nul_in_job_variable_gives_clear_reason(api, start_worker, worker_kind, 
 
     assert final["state"]["type"] in ("CRASHED", "COMPLETED"), final["state"]
     assert "HTTP 200" not in message, message
+
+
+def test_duplicate_executor_id_keeps_runs(api, start_worker, worker_kind,
+                                                                 examples_dir):
+    """A second connection claiming the id of a live executor, with an empty
+    inventory, must not crash the runs the live executor is running."""
+    worker_kind.require_drover("the executor protocol is drover's")
+    endpoint = f"tcp://127.0.0.1:{processes.free_loopback_port()}"
+    worker = start_worker(extra_args=["--bind", endpoint])
+    deployment = crash_deployment(api, worker.pool, examples_dir,
+                                  '/bin/sh -c "sleep 15; exit 2"')
+    run = api.create_flow_run(deployment["id"])
+    wait_until(lambda: infrastructure_pid(api, run["id"]),
+               f"flow run {run['id']} to get its infrastructure_pid")
+
+    peer = RawPeer(endpoint)
+    try:
+        peer.send(hello(f"{worker.name}-process-1", process_schema()))
+        reply = peer.receive_type({MSG_WELCOME, MSG_REJECT})
+    finally:
+        peer.close()
+    final = api.wait_for_final_state(run["id"])
+
+    assert reply is not None, "no reply to the HELLO"
+    assert final["state"]["type"] == "CRASHED", final["state"]
+    assert "status code 2" in final["state"]["message"], (final["state"], worker.log_text())
