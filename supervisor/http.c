@@ -35,6 +35,7 @@ struct http_req {
     int64_t          started_ms;    /* start of the current attempt */
     http_done_fn     done;
     void            *arg;
+    void           (*release_arg)(void *);
     char            *resp;
     size_t           resp_len;
     size_t           resp_cap;
@@ -226,6 +227,8 @@ http_free(struct http **hp)
         h->all = r->all_next;
         if (r->easy && h->multi)
             curl_multi_remove_handle(h->multi, r->easy);
+        if (r->release_arg)
+            r->release_arg(r->arg);
         http_req_free(r);
     }
     if (h->multi)
@@ -305,7 +308,7 @@ http_start(struct http *h, struct http_req *r)
 
 int
 http_request(struct http *h, const char *method, const char *path, const char *body,
-             int max_attempts, http_done_fn done, void *arg)
+             int max_attempts, http_done_fn done, void *arg, void (*release_arg)(void *))
 {
     struct http_req *r;
     size_t n;
@@ -319,6 +322,7 @@ http_request(struct http *h, const char *method, const char *path, const char *b
     r->max_attempts = max_attempts;
     r->done = done;
     r->arg = arg;
+    r->release_arg = release_arg;
     if (r->method == NULL || r->url == NULL || (body && r->body == NULL))
         goto fail;
     snprintf(r->url, n, "%s%s", h->base_url, path);
@@ -437,6 +441,7 @@ http_finish(struct http *h, struct http_req *r, CURLcode rc)
     resp.len = r->resp_len;
     resp.error = rc == CURLE_OK ? NULL : (r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
     resp.attempts = r->attempts;
+    resp.retry_after_s = r->retry_after_s;
     h->pending--;
     http_req_unlink(h, r);
     if (r->done)
@@ -482,7 +487,8 @@ http_dispatch(struct http *h, const zmq_pollitem_t *items, int n)
         *pp = r->next;
         r->next = NULL;
         if (http_start(h, r) == -1) {
-            struct http_response resp = { .status = 0, .body = "", .error = "cannot start transfer" };
+            struct http_response resp = { .status = 0, .body = "", .error = "cannot start transfer",
+                                          .retry_after_s = -1 };
 
             h->pending--;
             http_req_unlink(h, r);

@@ -23,6 +23,7 @@ struct http_response {
     size_t      len;
     const char *error;       /* transport error text when status == 0 */
     int         attempts;
+    long        retry_after_s; /* Retry-After of the reply in seconds, -1 if none */
 };
 
 typedef void (*http_done_fn)(void *arg, const struct http_response *resp);
@@ -47,9 +48,11 @@ void http_free(struct http **h);
 /* Queues a request.  path is relative to the base URL ("/work_pools/x");
  * body is JSON text or NULL and is copied.  max_attempts counts tries in
  * all; HTTP_FOREVER retries transient failures without end.  The callback
- * (may be NULL) runs once, from http_dispatch().  Returns 0 or -1. */
+ * (may be NULL) runs once, from http_dispatch().  A request still pending
+ * when the client is freed never calls back: release_arg (may be NULL) then
+ * frees arg instead.  Returns 0 or -1. */
 int http_request(struct http *h, const char *method, const char *path, const char *body,
-                 int max_attempts, http_done_fn done, void *arg);
+                 int max_attempts, http_done_fn done, void *arg, void (*release_arg)(void *));
 
 /* Writes the sockets libcurl waits on into items (up to max) and returns
  * how many. */

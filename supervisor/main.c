@@ -82,7 +82,7 @@ env_seconds(const char *name, double fallback)
         return fallback;
     d = strtod(v, &end);
     if (*end != '\0' || d <= 0 || d > 86400)
-        fatalx("%s=%s is not a number of seconds between 0 and 86400; fix or unset it", name, v);
+        fatalx("%s=%s is not a number of seconds above 0 and at most 86400; fix or unset it", name, v);
     return d;
 }
 
@@ -355,11 +355,27 @@ cmd_worker_start(int argc, char **argv)
         fatalx("PREFECT_API_URL is not set; set it to the Prefect API, e.g. http://127.0.0.1:4200/api");
     if (strncmp(w.cfg.api_url, "http://", 7) != 0 && strncmp(w.cfg.api_url, "https://", 8) != 0)
         fatalx("PREFECT_API_URL=%s is not an http:// or https:// URL", w.cfg.api_url);
+    if (w.cfg.state_dir && *w.cfg.state_dir == '\0')
+        fatalx("--state-dir is empty; name a directory for the local executors' run records");
+    {
+        static const char *const secrets[] = { "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING" };
+
+        for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
+            const char *v = getenv(secrets[i]);
+
+            /* A control character would end the Authorization header early. */
+            for (; v && *v; v++)
+                if ((unsigned char)*v < 0x20 || *v == 0x7f)
+                    fatalx("%s contains a control character; set it to the credential alone",
+                           secrets[i]);
+        }
+    }
     if (w.cfg.base_job_template_file && access(w.cfg.base_job_template_file, R_OK) == -1)
         fatalx("--base-job-template %s: %s", w.cfg.base_job_template_file, strerror(errno));
     if (w.cfg.type) {
-        if (strlen(w.cfg.type) > DROVER_MAX_TYPE)
-            fatalx("--type %s: longer than %u characters", w.cfg.type, DROVER_MAX_TYPE);
+        if (strlen(w.cfg.type) == 0 || strlen(w.cfg.type) > DROVER_MAX_TYPE ||
+            strspn(w.cfg.type, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(w.cfg.type))
+            fatalx("--type '%s' is invalid: use 1 to %u of a-z, 0-9, _ and -", w.cfg.type, DROVER_MAX_TYPE);
         util_strlcpy(w.type, w.cfg.type, sizeof w.type);
     }
 

@@ -14,19 +14,122 @@ struct prefect_call_ctx {
     void           *arg;
 };
 
+/* True when the digits of an integer literal exceed the int64 range. */
+static int
+prefect_beyond_int64(const char *digits, size_t n, int negative)
+{
+    const char *max = negative ? "9223372036854775808" : "9223372036854775807";
+
+    while (n > 1 && *digits == '0') {
+        digits++;
+        n--;
+    }
+    if (n != 19)
+        return n > 19;
+    return memcmp(digits, max, 19) > 0;
+}
+
+/* Copies a JSON text with every integer literal beyond the int64 range
+ * turned into a real ("123...890" -> "123...890.0"), since jansson holds
+ * integers in 64 bits and rejects the whole document otherwise.  Strings are
+ * copied unchanged.  Returns a malloc'd text or NULL. */
+static char *
+prefect_widen_integers(const char *text, size_t len, size_t *outlen)
+{
+    char *out = malloc(len + len / 10 * 2 + 3);
+    size_t o = 0;
+    int in_string = 0;
+
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < len;) {
+        char c = text[i];
+
+        if (in_string) {
+            out[o++] = c;
+            i++;
+            if (c == '\\' && i < len)
+                out[o++] = text[i++];
+            else if (c == '"')
+                in_string = 0;
+            continue;
+        }
+        if (c == '"') {
+            in_string = 1;
+            out[o++] = text[i++];
+            continue;
+        }
+        if ((c >= '0' && c <= '9') || c == '-') {
+            size_t start = i, first, digits = 0;
+
+            if (c == '-')
+                i++;
+            first = i;
+            while (i < len && text[i] >= '0' && text[i] <= '9') {
+                i++;
+                digits++;
+            }
+            memcpy(out + o, text + start, i - start);
+            o += i - start;
+            /* Only a bare integer: a fraction or exponent makes it a real already. */
+            if (prefect_beyond_int64(text + first, digits, c == '-') &&
+                (i >= len || (text[i] != '.' && text[i] != 'e' && text[i] != 'E'))) {
+                out[o++] = '.';
+                out[o++] = '0';
+            }
+            continue;
+        }
+        out[o++] = text[i++];
+    }
+    out[o] = '\0';
+    *outlen = o;
+    return out;
+}
+
+/* Parses a reply.  NUL characters inside strings are kept so that the
+ * renderer can name the value that holds one; integers beyond 64 bits
+ * become reals rather than making the whole reply unreadable. */
+static json_t *
+prefect_parse(const char *text, size_t len, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *body = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+
+    if (body == NULL && strstr(jerr.text, "too big") != NULL) {
+        size_t widened_len;
+        char *widened = prefect_widen_integers(text, len, &widened_len);
+
+        if (widened) {
+            body = json_loadb(widened, widened_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+            free(widened);
+            if (body)
+                log_warn("event=api_reply_integer_widened reason=\"an integer beyond 64 bits was read as a floating-point number\"");
+        }
+    }
+    if (body == NULL)
+        snprintf(err, errlen, "invalid JSON in the API reply at line %d column %d: %s",
+                 jerr.line, jerr.column, jerr.text);
+    return body;
+}
+
 static void
 prefect_reply(void *arg, const struct http_response *resp)
 {
     struct prefect_call_ctx *c = arg;
+    const char *error = resp->error;
+    char parse_err[256];
     json_t *body = NULL;
 
     if (resp->len > 0) {
-        json_error_t jerr;
-
-        body = json_loadb(resp->body, resp->len, JSON_DECODE_ANY, &jerr);
+        body = prefect_parse(resp->body, resp->len, parse_err, sizeof parse_err);
+        if (body == NULL && resp->status >= 200 && resp->status < 300) {
+            log_warn("event=api_reply_invalid status=%ld reason=\"%s\"", resp->status, parse_err);
+            error = parse_err;
+        }
     }
+    c->w->retry_after_s = resp->retry_after_s;
     if (c->done)
-        c->done(c->w, c->arg, resp->status, body, resp->error);
+        c->done(c->w, c->arg, resp->status, body, error);
     json_decref(body);
     free(c);
 }
@@ -46,7 +149,7 @@ prefect_call(struct worker *w, const char *method, const char *path, json_t *bod
     c->arg = arg;
     if (body && (text = json_dumps(body, JSON_COMPACT)) == NULL)
         goto out;
-    if (http_request(w->http, method, path, text, attempts, prefect_reply, c) == -1)
+    if (http_request(w->http, method, path, text, attempts, prefect_reply, c, free) == -1)
         goto out;
     c = NULL;
     rc = 0;
@@ -96,15 +199,27 @@ prefect_pool_path(struct worker *w, const char *suffix, char *out, size_t outlen
 const char *
 prefect_error_detail(json_t *body)
 {
+    static char text[1024];
     const char *s;
+    json_t *first;
 
     if (!json_is_object(body))
         return "";
     if ((s = json_string_value(json_object_get(body, "detail"))) != NULL)
         return s;
-    if ((s = json_string_value(json_object_get(body, "exception_message"))) != NULL)
-        return s;
-    return "";
+    if ((s = json_string_value(json_object_get(body, "exception_message"))) == NULL)
+        return "";
+    /* A 422 lists what failed validation: name the first problem too. */
+    first = json_array_get(json_object_get(body, "exception_detail"), 0);
+    if (json_is_object(first) && json_string_value(json_object_get(first, "msg"))) {
+        char *loc = json_dumps(json_object_get(first, "loc"), JSON_COMPACT | JSON_ENCODE_ANY);
+
+        snprintf(text, sizeof text, "%s %s at %s", s,
+                 json_string_value(json_object_get(first, "msg")), loc ? loc : "?");
+        free(loc);
+        return text;
+    }
+    return s;
 }
 
 /* Explanations follow the meaning Prefect 3 gives each status; the wording is drover's. */

@@ -36,6 +36,7 @@ struct run_fetch_ctx {
 };
 
 static const char *run_state_names[] = {
+    [RUN_ADOPTING] = "adopting",
     [RUN_CLAIMING] = "claiming",   [RUN_FETCHING] = "fetching",
     [RUN_RESOLVING] = "resolving", [RUN_SUBMITTING] = "submitting",
     [RUN_DISPATCHED] = "dispatched", [RUN_STARTED] = "started",
@@ -48,6 +49,11 @@ static void run_submit(struct worker *w, struct run *r);
 static void run_dispatch(struct worker *w, struct run *r);
 static void run_crash(struct worker *w, struct run *r, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+static void runs_verify_unknown(struct worker *w, struct peer *p, const char *id,
+                                const char *identifier, int exited, int64_t code);
+static void run_mark_started(struct worker *w, struct run *r, const char *identifier);
+static void run_exited(struct worker *w, struct run *r, int64_t code, const char *error);
+static void runs_send_ack(struct worker *w, struct peer *p, const char *id, int type);
 
 struct run *
 runs_find(struct worker *w, const char *id)
@@ -817,7 +823,7 @@ run_of_peer(struct worker *w, struct peer *p, const char *id, const char *what, 
 
     *out = NULL;
     if (r == NULL) {
-        log_warn("executor=%s flow_run=%s event=unknown_run message=%s next=\"acknowledged and ignored\"",
+        log_info("executor=%s flow_run=%s event=unknown_run message=%s next=\"checking the run with the API\"",
                  p->executor_id, id, what);
         return 0;
     }
@@ -848,7 +854,14 @@ runs_on_started(struct worker *w, struct peer *p, const struct drover_started *m
 
     if (run_of_peer(w, p, m->flow_run_id, "STARTED", &r) == -1)
         return;
-    if (r && r->state == RUN_DISPATCHED)
+    if (r == NULL) {
+        runs_verify_unknown(w, p, m->flow_run_id, m->identifier, 0, 0);
+        return;
+    }
+    if (r->state == RUN_ADOPTING)
+        return;
+    r->missing_ms = 0;
+    if (r->state == RUN_DISPATCHED)
         run_mark_started(w, r, m->identifier);
     runs_send_ack(w, p, m->flow_run_id, DROVER_MSG_STARTED);
 }
@@ -900,9 +913,10 @@ runs_on_exited(struct worker *w, struct peer *p, const struct drover_exited *m)
     if (run_of_peer(w, p, m->flow_run_id, "EXITED", &r) == -1)
         return;
     if (r == NULL) {
-        runs_send_ack(w, p, m->flow_run_id, DROVER_MSG_EXITED);
+        runs_verify_unknown(w, p, m->flow_run_id, "", 1, m->code);
         return;
     }
+    r->missing_ms = 0;
     if (r->state == RUN_DISPATCHED || r->state == RUN_STARTED) {
         if (r->state == RUN_DISPATCHED && (m->error == NULL || *m->error == '\0'))
             log_info("flow_run=%s executor=%s event=exited_before_started", r->id, p->executor_id);
@@ -926,6 +940,84 @@ runs_on_log(struct worker *w, struct peer *p, const struct drover_log *m)
 
 /* ---- executors coming and going ------------------------------------ */
 
+/* Takes over a run an executor named that this supervisor does not know,
+ * after a supervisor restart for instance, once the API confirms that the
+ * run belongs to this pool and was claimed.  Anything else is left alone. */
+static void
+run_verified(struct worker *w, void *arg, long status, json_t *body, const char *error)
+{
+    struct run *r = arg;
+    const char *pool = json_string_value(json_object_get(body, "work_pool_name"));
+    const char *state = json_string_value(json_object_get(body, "state_type"));
+    struct peer *p;
+
+    r->refs--;
+    if (status != 200 && status != 404) {
+        /* Transient: the executor resends until the API answers. */
+        log_warn("flow_run=%s executor=%s event=adoption_deferred status=%ld error=\"%s%s\"",
+                 r->id, r->executor_id, status, error ? error : "", prefect_error_detail(body));
+        run_drop(w, r);
+        return;
+    }
+    p = peers_find_id(w, r->executor_id);
+    if (status == 404 || pool == NULL || strcmp(pool, w->cfg.pool) != 0 || state == NULL ||
+        strcmp(state, "SCHEDULED") == 0) {
+        log_warn("flow_run=%s executor=%s event=inventory_run_ignored reason=\"%s\"", r->id,
+                 r->executor_id, status == 404 ? "no such flow run" :
+                 (pool == NULL || strcmp(pool, w->cfg.pool) != 0) ? "the run belongs to another work pool" :
+                 "the run was never claimed");
+        if (p && p->state == PEER_LIVE)
+            runs_send_ack(w, p, r->id, r->adopt_exited ? DROVER_MSG_EXITED : DROVER_MSG_STARTED);
+        run_drop(w, r);
+        return;
+    }
+
+    r->flow_run = json_incref(body);
+    r->state = RUN_DISPATCHED;
+    r->holds_slot = 1;
+    w->inflight++;
+    if (p)
+        p->assigned++;
+    log_info("flow_run=%s executor=%s event=adopted identifier=%s state=%s", r->id, r->executor_id,
+             r->identifier ? r->identifier : "", state);
+    if (r->identifier && *r->identifier) {
+        char *identifier = strdup(r->identifier);
+
+        if (identifier) {
+            run_mark_started(w, r, identifier);
+            free(identifier);
+        }
+        if (p && p->state == PEER_LIVE && !r->adopt_exited)
+            runs_send_ack(w, p, r->id, DROVER_MSG_STARTED);
+    }
+    if (r->adopt_exited)
+        run_exited(w, r, r->exit_code, NULL);
+}
+
+static void
+runs_verify_unknown(struct worker *w, struct peer *p, const char *id, const char *identifier,
+                    int exited, int64_t code)
+{
+    char path[128];
+    struct run *r;
+
+    if ((r = run_new(w, id)) == NULL)
+        return;
+    r->adopted = 1;
+    r->state = RUN_ADOPTING;
+    r->executor_id = strdup(p->executor_id);
+    r->identifier = strdup(identifier ? identifier : "");
+    r->adopt_exited = exited;
+    r->exit_code = code;
+    snprintf(path, sizeof path, "/flow_runs/%s", id);
+    r->refs++;
+    if (r->executor_id == NULL || r->identifier == NULL ||
+        prefect_call(w, "GET", path, NULL, 5, run_verified, r) == -1) {
+        r->refs--;
+        run_drop(w, r);
+    }
+}
+
 void
 runs_adopt(struct worker *w, struct peer *p, const struct drover_run_entry *e)
 {
@@ -937,19 +1029,14 @@ runs_adopt(struct worker *w, struct peer *p, const struct drover_run_entry *e)
         return;
     }
     if (r == NULL) {
-        if ((r = run_new(w, e->flow_run_id)) == NULL)
-            return;
-        r->adopted = 1;
-        r->executor_id = strdup(p->executor_id);
-        r->state = RUN_DISPATCHED;
-        r->holds_slot = 1;
-        w->inflight++;
-        p->assigned++;
-        log_info("flow_run=%s executor=%s event=adopted identifier=%s", r->id, p->executor_id,
-                 e->identifier);
+        runs_verify_unknown(w, p, e->flow_run_id, e->identifier, e->exited, e->code);
+        return;
     }
     r->lost_at_ms = 0;
+    r->missing_ms = 0;
     r->resend_checked = 1;
+    if (r->state == RUN_ADOPTING)
+        return;
     if (r->state == RUN_DISPATCHED && e->identifier && *e->identifier)
         run_mark_started(w, r, e->identifier);
     if (e->exited && (r->state == RUN_DISPATCHED || r->state == RUN_STARTED))
@@ -976,9 +1063,12 @@ runs_peer_back(struct worker *w, struct peer *p)
             if (p->assigned > 0)
                 p->assigned--;
             run_dispatch(w, r);
-        } else if (r->state == RUN_STARTED) {
-            run_crash(w, r, "Executor %s restarted without run %s in its inventory; the infrastructure %s is lost.",
-                      p->executor_id, r->id, r->identifier ? r->identifier : "");
+        } else if (r->state == RUN_STARTED && r->missing_ms == 0) {
+            /* A duplicate executor id can send an empty inventory too: wait
+             * for the grace period in case the run's executor reports it. */
+            r->missing_ms = util_now_ms();
+            log_warn("flow_run=%s executor=%s event=missing_from_inventory next=\"crash in %d s unless an executor reports it\"",
+                     r->id, p->executor_id, w->cfg.lost_grace_ms / 1000);
         }
     }
 }
@@ -993,6 +1083,12 @@ runs_check_lost(struct worker *w, int64_t now)
             continue;
         if (r->executor_id == NULL)
             continue;
+        if (r->missing_ms && now - r->missing_ms >= w->cfg.lost_grace_ms) {
+            run_crash(w, r, "Executor %s restarted without run %s in its inventory, and no executor reported it within %d s; the infrastructure %s is lost.",
+                      r->executor_id, r->id, w->cfg.lost_grace_ms / 1000,
+                      r->identifier ? r->identifier : "");
+            continue;
+        }
         p = peers_find_id(w, r->executor_id);
         if (p && p->state == PEER_LIVE) {
             r->lost_at_ms = 0;

@@ -63,7 +63,7 @@ spawn_mkdirs(const char *path)
 }
 
 int
-spawn_init(struct worker *w)
+spawn_init(struct worker *w, char *err, size_t errlen)
 {
     char base[400];
     char pool[160];
@@ -92,11 +92,13 @@ spawn_init(struct worker *w)
         util_strlcpy(l->id, id, sizeof l->id);
         if ((size_t)snprintf(l->state_dir, sizeof l->state_dir, "%s/%s", base, pool) >=
             sizeof l->state_dir) {
-            log_error("event=state_dir_too_long base=%s", base);
+            snprintf(err, errlen, "the state directory %s/%s is too long; pass a shorter --state-dir",
+                     base, pool);
             return -1;
         }
         if (spawn_mkdirs(l->state_dir) == -1) {
-            log_error("event=state_dir_failed path=%s error=\"%s\"", l->state_dir, strerror(errno));
+            snprintf(err, errlen, "cannot create the state directory %s: %s; pass a writable --state-dir",
+                     l->state_dir, strerror(errno));
             return -1;
         }
         l->pid = 0;

@@ -180,10 +180,19 @@ worker_default_template(struct worker *w, char *err, size_t errlen)
     if (w->cfg.base_job_template_file) {
         json_error_t jerr;
         json_t *t = json_load_file(w->cfg.base_job_template_file, 0, &jerr);
+        char why[512];
 
-        if (t == NULL)
+        if (t == NULL) {
             snprintf(err, errlen, "cannot read --base-job-template %s: line %d: %s",
                      w->cfg.base_job_template_file, jerr.line, jerr.text);
+            return NULL;
+        }
+        if (render_check_template(t, why, sizeof why) == -1) {
+            snprintf(err, errlen, "--base-job-template %s is invalid: %.400s",
+                     w->cfg.base_job_template_file, why);
+            json_decref(t);
+            return NULL;
+        }
         return t;
     }
     if (w->local_schema == NULL) {
@@ -211,9 +220,11 @@ worker_pool_created(struct worker *w, void *arg, long status, json_t *body, cons
         w->next_sync_ms = util_now_ms();
         return;
     }
-    if (!w->started) {
-        worker_fatal_startup(w, "cannot create work pool '%s': HTTP %ld %s%s",
-                             w->cfg.pool, status, error ? error : "", prefect_error_detail(body));
+    if (w->pool == NULL && status >= 400 && status < 500 && status != 408 && status != 429) {
+        worker_fatal_startup(w, "cannot create work pool '%s': the API answered HTTP %ld: %s; check the base job template%s%s",
+                             w->cfg.pool, status, prefect_error_detail(body),
+                             w->cfg.base_job_template_file ? " in " : "",
+                             w->cfg.base_job_template_file ? w->cfg.base_job_template_file : "");
         return;
     }
     log_error("event=pool_create_failed pool=%s status=%ld error=\"%s%s\"", w->cfg.pool, status,
@@ -281,7 +292,17 @@ static void
 worker_pool_read(struct worker *w, void *arg, long status, json_t *body, const char *error)
 {
     w->sync_busy = 0;
-    if (status == 200 && json_is_object(body)) {
+    if (status == 200 && !json_is_object(body)) {
+        if (!w->started) {
+            worker_fatal_startup(w, "cannot read work pool '%s': %s", w->cfg.pool,
+                                 error ? error : "the reply is not a JSON object");
+            return;
+        }
+        log_error("event=pool_read_failed pool=%s reason=\"%s\" next=\"keeping the last pool read\"",
+                  w->cfg.pool, error ? error : "the reply is not a JSON object");
+        return;
+    }
+    if (status == 200) {
         if (!w->cfg.type && !w->started) {
             const char *type = json_string_value(json_object_get(body, "type"));
 
@@ -322,7 +343,7 @@ worker_pool_read(struct worker *w, void *arg, long status, json_t *body, const c
                                  w->cfg.api_url, status);
             return;
         }
-        if (status < 500) {
+        if (status < 500 && status != 408 && status != 429) {
             worker_fatal_startup(w, "the Prefect API at %s answered HTTP %ld to reading work pool '%s': %s; check PREFECT_API_URL (it usually ends in /api)",
                                  w->cfg.api_url, status, w->cfg.pool, prefect_error_detail(body));
             return;
@@ -355,12 +376,22 @@ worker_got_version(struct worker *w, void *arg, long status, json_t *body, const
     if (status == 200 && json_is_string(body)) {
         util_strlcpy(w->prefect_version, json_string_value(body), sizeof w->prefect_version);
         log_info("event=server_version version=%s", w->prefect_version);
+        if (atoi(w->prefect_version) < 3) {
+            log_error("event=server_unsupported version=%s reason=\"drover needs a Prefect 3 server\"",
+                      w->prefect_version);
+            fprintf(stderr, "drover: the Prefect server at %s runs version %s; drover needs Prefect 3.x\n",
+                    w->cfg.api_url, w->prefect_version);
+            w->exit_code = 1;
+            w->stopping = 2;
+        }
     }
 }
 
 static void
 worker_started(struct worker *w)
 {
+    char err[768];
+
     if (w->started)
         return;
     w->started = 1;
@@ -368,6 +399,11 @@ worker_started(struct worker *w)
     if (w->type[0] == '\0')
         util_strlcpy(w->type, "process", sizeof w->type);
     if (w->cfg.local_executors > 0 && w->cfg.executor_program == NULL) {
+        if (strspn(w->type, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(w->type)) {
+            worker_fatal_startup(w, "work pool '%s' has type '%s', which is not a valid executor type (a-z, 0-9, _ and -); serve it with --no-local-executor and --bind, or use another pool",
+                                 w->cfg.pool, w->type);
+            return;
+        }
         if ((w->executor_program = worker_find_executor(w->type)) == NULL) {
             worker_fatal_startup(w, "no executor program for type '%s': drover-executor-%s was not found in %s, beside drover or on PATH; install one, or start drover with --no-local-executor and connect executors to --bind",
                                  w->type, w->type, DROVER_LIBEXECDIR);
@@ -375,8 +411,8 @@ worker_started(struct worker *w)
         }
         w->cfg.executor_program = w->executor_program;
     }
-    if (spawn_init(w) == -1) {
-        worker_fatal_startup(w, "cannot prepare the state directory of the local executors");
+    if (spawn_init(w, err, sizeof err) == -1) {
+        worker_fatal_startup(w, "%s", err);
         return;
     }
     prefect_call(w, "GET", "/admin/version", NULL, 3, worker_got_version, NULL);
@@ -396,6 +432,10 @@ worker_polled(struct worker *w, void *arg, long status, json_t *body, const char
 
     w->poll_busy = 0;
     if (status != 200 || !json_is_array(body)) {
+        if (w->retry_after_s > 0) {
+            /* The server asked for a pause: the next poll waits for it. */
+            w->next_poll_ms = util_now_ms() + (int64_t)w->retry_after_s * 1000;
+        }
         if (status == 404)
             log_warn("event=poll_failed pool=%s reason=\"work pool or queue not found: %s\"",
                      w->cfg.pool, prefect_error_detail(body));
@@ -464,7 +504,10 @@ worker_handle_signals(struct worker *w)
                 spawn_reap(w);
                 continue;
             }
-            if (w->stopping == 0) {
+            if (w->stopping == 0 && !w->started) {
+                w->stopping = 2;
+                log_info("event=stopping signal=%d reason=\"signal during start-up\"", sigs[i]);
+            } else if (w->stopping == 0) {
                 w->stopping = 1;
                 w->drain_deadline_ms = util_now_ms() + (int64_t)w->cfg.drain_s * 1000;
                 log_info("event=draining signal=%d next=\"no new claims; stopping once submissions finish (send it again to stop now)\"",

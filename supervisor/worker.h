@@ -76,6 +76,7 @@ struct peer {
 };
 
 enum run_state {
+    RUN_ADOPTING,     /* named by an executor; checking that it is this pool's */
     RUN_CLAIMING,     /* Pending proposed */
     RUN_FETCHING,     /* reading deployment and flow */
     RUN_RESOLVING,    /* reading blocks and variables */
@@ -105,6 +106,8 @@ struct run {
     char           *identifier;
     int64_t         exit_code;
     int64_t         lost_at_ms;   /* executor gone since; 0 = not lost */
+    int64_t         missing_ms;   /* left out of its executor's inventory since; 0 = not */
+    int             adopt_exited; /* RUN_ADOPTING: the executor reported the run ended */
     int64_t         claimed_ms;
     int             cancelling;   /* KILL sent because the run is CANCELLING */
     int             adopted;      /* learned from an executor's inventory */
@@ -152,6 +155,7 @@ struct worker {
     int64_t        next_flush_ms;
     int64_t        drain_deadline_ms;
     uint64_t       dropped_messages;
+    long           retry_after_s;    /* Retry-After of the reply being handled, -1 if none */
 
     json_t        *log_batch;        /* pending /logs/ entries */
     size_t         log_batch_bytes;
@@ -205,7 +209,7 @@ long peers_timeout_ms(struct worker *w, int64_t now);
 void peers_free_all(struct worker *w);
 
 /* spawn.c */
-int  spawn_init(struct worker *w);
+int  spawn_init(struct worker *w, char *err, size_t errlen);
 void spawn_check(struct worker *w, int64_t now);
 long spawn_timeout_ms(struct worker *w, int64_t now);
 void spawn_reap(struct worker *w);
