@@ -173,8 +173,9 @@ def main():
     extra = load(d / "workers-default-capacity.json")
     lines = ["# Benchmark results", "", "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()),
              f"Load average at the end: {load(d / 'loadavg-end.json')}",
-             f"Server 503 answers (SQLite busy) logged: "
-             f"{(d / 'server-503-count.txt').read_text().strip() if (d / 'server-503-count.txt').exists() else 'n/a'}",
+             "Server 503 answers (SQLite busy) logged: "
+             + ((d / "server-503-count.txt").read_text().strip()
+                if (d / "server-503-count.txt").exists() else "not counted"),
              ""]
     for part in (throughput(w, extra), idle(w), latency(w), micro(d)):
         lines += part + [""]

@@ -15,14 +15,16 @@ VENV=${VENV:-$TOP/.venv}
 PY=$VENV/bin/python
 OUT=${1:-$TOP/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
 SIZES=${SIZES:-100,500,2000}
-REPS=${REPS:-2}                 # repetitions of N < 2000
-REPS_LARGE=${REPS_LARGE:-1}     # repetitions of N >= 2000
+REPS=${REPS:-2}                 # repetitions of N < LARGE
+REPS_LARGE=${REPS_LARGE:-1}     # repetitions of N >= LARGE
 DEADLINE=${DEADLINE:-90}        # longest throughput measurement, seconds
 IDLE_WINDOW=${IDLE_WINDOW:-120} # idle footprint window, seconds
 PING_SECONDS=${PING_SECONDS:-60}
 CEILING_SIZES=${CEILING_SIZES:-100,500}
 CEILING_CONCURRENCY=${CEILING_CONCURRENCY:-16}   # a comma list sweeps on 300 runs first
 LATENCY_RUNS=${LATENCY_RUNS:-40}
+LARGE=${LARGE:-2000}            # smallest N that gets REPS_LARGE repetitions
+PHASES=${PHASES:-idle,throughput,ceiling,latency}
 if [ "${QUICK:-0}" = 1 ]; then
     SIZES=50; REPS=1; REPS_LARGE=1; DEADLINE=60; IDLE_WINDOW=10; PING_SECONDS=5
     CEILING_SIZES=50; LATENCY_RUNS=10
@@ -80,8 +82,8 @@ export DROVER_BUILD_DIR=$BUILD DROVER_VENV=$VENV
 say "workers: idle, throughput, ceiling, latency"
 "$PY" "$TOP/bench/workers.py" --api-url "$API_URL" --server-pid "$SERVER_PID" \
     --workdir "$WORK/workers" --out "$OUT/workers.json" \
-    --phases idle,throughput,ceiling,latency --sizes "$SIZES" --reps "$REPS" \
-    --reps-large "$REPS_LARGE" --deadline "$DEADLINE" --idle-window "$IDLE_WINDOW" \
+    --phases "$PHASES" --sizes "$SIZES" --reps "$REPS" \
+    --reps-large "$REPS_LARGE" --large "$LARGE" --deadline "$DEADLINE" --idle-window "$IDLE_WINDOW" \
     --ceiling-bin "$BENCH_BIN/drover-bench-ceiling" --ceiling-sizes "$CEILING_SIZES" \
     --ceiling-concurrency "$CEILING_CONCURRENCY" --latency-runs "$LATENCY_RUNS" \
     --latency-mean-gap 1.0 >/dev/null
@@ -128,7 +130,6 @@ for prog in $(find "$BUILD" -type f \( -name bench_codec -o -name bench_render \
 done
 
 # ---- done ---------------------------------------------------------------------
-grep -c "retryable exception" "$WORK/server/server.log" >"$OUT/server-503-count.txt" || true
 kill -TERM "$SERVER_PID"; SERVER_PID=
 printf '"%s"\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/loadavg-end.json"
 "$PY" "$TOP/bench/report.py" "$OUT" >"$OUT/summary.md"
