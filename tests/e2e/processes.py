@@ -189,6 +189,9 @@ def worker_environment(api_url: str | None, prefect_home: Path, venv: Path) -> d
     if api_url is not None:
         env["PREFECT_API_URL"] = api_url
     env["PREFECT_HOME"] = str(prefect_home)
+    # drover keeps its local executors' run records under XDG_RUNTIME_DIR:
+    # inside the test's own folder, they go away with it.
+    env["XDG_RUNTIME_DIR"] = str(prefect_home)
     env["PREFECT_WORKER_HEARTBEAT_SECONDS"] = HEARTBEAT_SECONDS
     env["PREFECT_WORKER_QUERY_SECONDS"] = QUERY_SECONDS
     # Flow run processes inherit this environment and need the venv's

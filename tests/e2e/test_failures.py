@@ -132,23 +132,24 @@ def test_bad_base_job_template_file_exits(prefect_server, worker_kind, tmp_path)
     assert "undeclared_var" in output, output
 
 
-def test_pool_template_unreadable_by_drover_exits_with_reason(api, prefect_server, worker_kind,
-                                                              tmp_path):
-    """A template the server stores but jansson cannot parse (an integer above
-    64 bits) must give a message about the template, not about the URL."""
-    worker_kind.require_drover("drover's start-up messages")
+def test_pool_template_with_huge_integer_is_served(api, start_worker, worker_kind,
+                                                   examples_dir):
+    """A template the server stores with an integer above 64 bits, which
+    jansson cannot hold: drover reads it as a float, says so, and serves."""
+    worker_kind.require_drover("drover's JSON replies")
     pool = unique_name("bigint-pool")
     template = drover_template()
     template["job_configuration"]["big_number"] = 123456789012345678901234567890
     api.create_pool(pool, "process", template)
+    worker = start_worker(pool=pool)
+    deployment = crash_deployment(api, pool, examples_dir, '/bin/sh -c "exit 4"')
+    run = api.create_flow_run(deployment["id"])
 
-    status, output = run_drover(["worker", "start", "--pool", pool],
-                                drover_env(prefect_server.api_url, tmp_path / "home"))
+    final = api.wait_for_final_state(run["id"])
 
-    assert status not in (0, None), output
-    assert pool in output, output
-    assert "check PREFECT_API_URL" not in output, output
-    assert "template" in output or "JSON" in output, output
+    assert final["state"]["type"] == "CRASHED", final["state"]
+    assert "status code 4" in final["state"]["message"], final["state"]
+    assert "event=api_reply_integer_widened" in worker.process.log_text()
 
 
 @pytest.mark.parametrize("argv,named", [
