@@ -30,6 +30,8 @@ struct local_executor {
     char    state_dir[512];   /* executors keep their runs in state_dir/<id> */
 };
 
+#define SPAWN_CAPACITY 10000
+
 static struct local_executor locals[WORKER_MAX_LOCAL];
 static int nlocals;
 
@@ -160,7 +162,8 @@ spawn_exec(const char *program, char *const argv[], pid_t *pid_out)
 static void
 spawn_start(struct worker *w, struct local_executor *l)
 {
-    const char *argv[12];
+    const char *argv[14];
+    char capacity[16];
     int argc = 0;
     pid_t pid = 0;
     int rc;
@@ -172,6 +175,12 @@ spawn_start(struct worker *w, struct local_executor *l)
     argv[argc++] = l->id;
     argv[argc++] = "--state-dir";
     argv[argc++] = l->state_dir;
+    /* The local executor takes as many runs as the worker may: --limit, or
+     * SPAWN_CAPACITY when unlimited, as Prefect's process worker has no cap. */
+    snprintf(capacity, sizeof capacity, "%d",
+             w->cfg.limit > 0 && w->cfg.limit < SPAWN_CAPACITY ? w->cfg.limit : SPAWN_CAPACITY);
+    argv[argc++] = "--capacity";
+    argv[argc++] = capacity;
     if (w->cfg.trace)
         argv[argc++] = "--trace";
     argv[argc] = NULL;
