@@ -122,13 +122,19 @@ static json_t *resolve_string(const struct resolve_ctx *ctx, json_t *node)
 {
     const char *text = json_string_value(node);
     size_t len = json_string_length(node);
-    struct render_buf buf = {0};
+    /* Only the header is zeroed: the small array is scratch, and most
+     * strings return before the buffer is used. */
+    struct render_buf buf;
     struct render_ph ph;
     size_t pos = 0;
     int any = 0;
     int count = 0;
     int nomem = 0;
     json_t *out;
+
+    buf.data = NULL;
+    buf.len = buf.cap = 0;
+    buf.failed = 0;
 
     while (render_ph_next(text, len, pos, &ph)) {
         count++;
