@@ -59,15 +59,21 @@ static const char *env_value(const struct apply_ctx *ctx, const char *name, size
 /* Inline substitution of a string with at least one placeholder: standard
  * and env placeholders become their text ("" when unset), block and
  * variable placeholders stay for the later passes. */
-static json_t *apply_inline(const struct apply_ctx *ctx, const char *text, size_t len)
+static json_t *apply_inline(const struct apply_ctx *ctx, const char *text, size_t len,
+                            const struct render_ph *first)
 {
-    struct render_buf buf = {0};
-    struct render_ph ph;
+    struct render_buf buf; /* header zeroed below; small is scratch */
+    struct render_ph ph = *first;
     size_t pos = 0;
     char *result;
     json_t *out;
 
-    while (render_ph_next(text, len, pos, &ph)) {
+    buf.data = NULL;
+    buf.len = buf.cap = 0;
+    buf.failed = 0;
+
+    /* first is the leftmost match, found by the caller already. */
+    do {
         const char *name = text + ph.name_start;
         size_t namelen = ph.name_end - ph.name_start;
 
@@ -85,7 +91,7 @@ static json_t *apply_inline(const struct apply_ctx *ctx, const char *text, size_
             render_buf_append(&buf, text + ph.start, ph.end - ph.start);
         }
         pos = ph.end;
-    }
+    } while (render_ph_next(text, len, pos, &ph));
     render_buf_append(&buf, text + pos, len - pos);
     if (buf.failed) {
         render_buf_free(&buf);
@@ -125,7 +131,7 @@ static int apply_string(const struct apply_ctx *ctx, const json_t *tmpl, json_t 
         }
         return 0;
     }
-    *out = apply_inline(ctx, text, len);
+    *out = apply_inline(ctx, text, len, &ph);
     return *out ? 0 : -1;
 }
 

@@ -20,8 +20,9 @@
 #define BLOCK_PREFIX "prefect.blocks."
 #define VARIABLE_PREFIX "prefect.variables."
 
-/* ASCII classes: 1 = name character ([\w.\-\[\]$]), 2 = \s. */
-static const unsigned char ascii_class[128] = {
+/* ASCII classes: 1 = name character ([\w.\-\[\]$]), 2 = \s; bytes >= 0x80
+ * are 0 and go to the Unicode checks. */
+static const unsigned char ascii_class[256] = {
     ['\t'] = 2, ['\n'] = 2, ['\v'] = 2, ['\f'] = 2, ['\r'] = 2,
     [0x1C] = 2, [0x1D] = 2, [0x1E] = 2, [0x1F] = 2, [' '] = 2,
     ['$'] = 1, ['-'] = 1, ['.'] = 1, ['['] = 1, [']'] = 1, ['_'] = 1,
@@ -37,46 +38,40 @@ static const unsigned char ascii_class[128] = {
     ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
 };
 
+/* The ASCII loops run until a byte of another class; a byte >= 0x80 has
+ * class 0 there and is then decoded and checked against Unicode. */
 static size_t skip_space(const char *text, size_t len, size_t i)
 {
-    while (i < len) {
-        unsigned char c = (unsigned char)text[i];
+    for (;;) {
         uint32_t cp;
         size_t n;
 
-        if (c < 0x80) {
-            if (ascii_class[c] != 2)
-                break;
+        while (i < len && ascii_class[(unsigned char)text[i]] == 2)
             i++;
-            continue;
-        }
+        if (i >= len || (unsigned char)text[i] < 0x80)
+            return i;
         n = render_utf8_decode(text + i, len - i, &cp);
         if (!render_uc_is_space(cp))
-            break;
+            return i;
         i += n;
     }
-    return i;
 }
 
 static size_t skip_name(const char *text, size_t len, size_t i)
 {
-    while (i < len) {
-        unsigned char c = (unsigned char)text[i];
+    for (;;) {
         uint32_t cp;
         size_t n;
 
-        if (c < 0x80) {
-            if (ascii_class[c] != 1)
-                break;
+        while (i < len && ascii_class[(unsigned char)text[i]] == 1)
             i++;
-            continue;
-        }
+        if (i >= len || (unsigned char)text[i] < 0x80)
+            return i;
         n = render_utf8_decode(text + i, len - i, &cp);
         if (!render_uc_is_word(cp))
-            break;
+            return i;
         i += n;
     }
-    return i;
 }
 
 static enum render_ph_kind classify(const char *name, size_t len)
@@ -269,37 +264,62 @@ json_t *render_lookup(const json_t *root, const char *path, size_t len)
     return current;
 }
 
+/* A property's "default".  Property objects hold a handful of keys, so
+ * comparing them in order is cheaper than hashing "default" each time. */
+static json_t *property_default(const json_t *attrs)
+{
+    const char *key;
+    json_t *value;
+    void *iter;
+
+    if (json_object_size(attrs) > 8)
+        return json_object_getn(attrs, "default", 7);
+    RENDER_OBJECT_FOREACH((json_t *)attrs, iter, key, value)
+        if (key[0] == 'd' && json_object_iter_key_len(iter) == 7 &&
+            memcmp(key, "default", 7) == 0)
+            return value;
+    return NULL;
+}
+
 json_t *render_lookup_layered(const json_t *values, const json_t *properties, const char *path,
                               size_t len)
 {
     char small[256];
-    char *seg = small;
-    size_t seglen = 0;
+    char *seg = (char *)path;
+    size_t seglen;
     size_t d = 0;
+    int bracket = 0;
     json_t *root = NULL;
     json_t *result;
 
-    while (d < len && path[d] != '.' && path[d] != '[')
-        d++;
-    if (d >= sizeof(small)) {
-        seg = malloc(d + 1);
+    for (; d < len; d++) {
+        if (path[d] == '.' || path[d] == '[')
+            break;
+        if (path[d] == ']')
+            bracket = 1;
+    }
+    seglen = d;
+    /* Only a first segment with ']' in it needs a copy without them. */
+    if (bracket) {
+        seg = d >= sizeof(small) ? malloc(d + 1) : small;
         if (!seg)
             return NULL;
+        seglen = 0;
+        for (size_t i = 0; i < d; i++)
+            if (path[i] != ']')
+                seg[seglen++] = path[i];
     }
-    for (size_t i = 0; i < d; i++)
-        if (path[i] != ']')
-            seg[seglen++] = path[i];
 
     if (values)
         root = json_object_getn(values, seg, seglen);
     if (!root && properties) {
         json_t *attrs = json_object_getn(properties, seg, seglen);
-        json_t *def = json_is_object(attrs) ? json_object_getn(attrs, "default", 7) : NULL;
+        json_t *def = json_is_object(attrs) ? property_default(attrs) : NULL;
 
         if (def && !json_is_null(def))
             root = def;
     }
-    if (seg != small)
+    if (seg != small && seg != path)
         free(seg);
     if (!root)
         return NULL;
