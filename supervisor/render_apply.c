@@ -67,6 +67,7 @@ static json_t *apply_inline(const struct apply_ctx *ctx, const char *text, size_
     size_t pos = 0;
     char *result;
     json_t *out;
+    int foreign = 0; /* an environment value, which may not be UTF-8, was spliced in */
 
     buf.data = NULL;
     buf.len = buf.cap = 0;
@@ -85,8 +86,10 @@ static json_t *apply_inline(const struct apply_ctx *ctx, const char *text, size_
             json_decref(value);
         } else if (ph.kind == RENDER_PH_ENV) {
             const char *value = env_value(ctx, name, namelen);
-            if (value)
+            if (value) {
                 render_buf_append(&buf, value, strlen(value));
+                foreign = 1;
+            }
         } else {
             render_buf_append(&buf, text + ph.start, ph.end - ph.start);
         }
@@ -100,8 +103,10 @@ static json_t *apply_inline(const struct apply_ctx *ctx, const char *text, size_
                     (size_t)RENDER_MAX_TEXT);
         return NULL;
     }
-    result = buf.data;
-    out = json_stringn(result ? result : "", buf.len);
+    /* Cutting valid UTF-8 at ASCII braces and splicing in Python text of
+     * JSON values keeps it valid, so only environment text needs the check. */
+    result = buf.data ? buf.data : "";
+    out = foreign ? json_stringn(result, buf.len) : json_stringn_nocheck(result, buf.len);
     render_buf_free(&buf);
     if (!out)
         render_errf(ctx->err, ctx->errlen, "rendered string is not valid UTF-8 or memory is exhausted");
@@ -219,3 +224,4 @@ int render_apply_layered(const json_t *tmpl, const json_t *values, const json_t 
     *out = NULL;
     return apply_node(&ctx, tmpl, out, 0);
 }
+
