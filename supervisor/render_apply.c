@@ -225,3 +225,74 @@ int render_apply_layered(const json_t *tmpl, const json_t *values, const json_t 
     return apply_node(&ctx, tmpl, out, 0);
 }
 
+/* The template value of key in the union of layers: the one of the last
+ * layer holding it. */
+static const json_t *union_value(const json_t *const *layers, size_t n, const char *key,
+                                 size_t keylen, const json_t *value)
+{
+    for (size_t j = n; j-- > 0;) {
+        const json_t *found = json_object_getn(layers[j], key, keylen);
+
+        if (found)
+            return found;
+    }
+    return value;
+}
+
+/* Whether key is in one of the layers before the n-th. */
+static int union_seen(const json_t *const *layers, size_t n, const char *key, size_t keylen)
+{
+    for (size_t j = 0; j < n; j++)
+        if (json_object_getn(layers[j], key, keylen))
+            return 1;
+    return 0;
+}
+
+int render_apply_union(const json_t *const *layers, size_t n, const json_t *values,
+                       const json_t *properties, render_getenv_fn environ_lookup,
+                       void *environ_arg, json_t **out, char *err, size_t errlen)
+{
+    struct apply_ctx ctx = {
+        .values = values,
+        .properties = properties,
+        .environ_lookup = environ_lookup ? environ_lookup : default_getenv,
+        .environ_arg = environ_arg,
+        .err = err,
+        .errlen = errlen,
+    };
+    json_t *result = json_object();
+
+    *out = NULL;
+    if (!result)
+        goto nomem;
+    /* Python's dict union keeps each key at its first position and takes
+     * the value of its last layer; unset values are then dropped. */
+    for (size_t i = 0; i < n; i++) {
+        const char *key;
+        json_t *item;
+        void *iter;
+
+        RENDER_OBJECT_FOREACH((json_t *)layers[i], iter, key, item) {
+            size_t keylen = json_object_iter_key_len(iter);
+            json_t *rendered;
+
+            if (i > 0 && union_seen(layers, i, key, keylen))
+                continue;
+            if (apply_node(&ctx, union_value(layers + i + 1, n - i - 1, key, keylen, item),
+                           &rendered, 1) < 0) {
+                json_decref(result);
+                return -1;
+            }
+            if (rendered && json_object_setn_new_nocheck(result, key, keylen, rendered) < 0) {
+                json_decref(result);
+                goto nomem;
+            }
+        }
+    }
+    *out = result;
+    return 0;
+
+nomem:
+    render_errf(err, errlen, "out of memory");
+    return -1;
+}

@@ -140,26 +140,6 @@ static const json_t *property_default(const json_t *properties, const char *name
     return def && !json_is_null(def) ? def : NULL;
 }
 
-/* Python's dict union a | b into a new object; b must be an object. */
-static json_t *dict_union(const json_t *a, const json_t *b, const char *what, char *err,
-                          size_t errlen)
-{
-    json_t *result;
-
-    if (!json_is_object(b)) {
-        render_errf(err, errlen, "%s must be an object to merge into job_configuration.env, not %s",
-                    what, type_name(b));
-        return NULL;
-    }
-    result = json_copy((json_t *)a);
-    if (!result || json_object_update(result, (json_t *)b) < 0) {
-        json_decref(result);
-        render_errf(err, errlen, "out of memory");
-        return NULL;
-    }
-    return result;
-}
-
 /* set_in_dict(root, key, value) for a key with dots. */
 static int set_dotted(json_t *root, const char *key, json_t *value, char *err, size_t errlen)
 {
@@ -292,40 +272,47 @@ static int has_dotted_key(const json_t *job_vars)
 
 /* The env template that will be rendered: job_configuration.env seeded with
  * the default env and merged with the job variables' env, each only when
- * truthy, as from_template_and_values does.  *out is a new reference (NULL
- * when the template has no env and nothing seeds one). */
-static int effective_env(const json_t *config_env, const json_t *default_env,
-                         const json_t *vars_env, json_t **out, char *err, size_t errlen)
+ * truthy, as from_template_and_values does.  It is kept as the list of
+ * objects whose dict union it is, so that no merged copy is built; a single
+ * entry may be any value.  n == 0 when the template has no env and nothing
+ * seeds one. */
+struct env_layers {
+    const json_t *layer[3];
+    size_t n;
+};
+
+static int env_union_check(const json_t *b, const char *what, char *err, size_t errlen)
 {
-    json_t *env = config_env ? json_incref((json_t *)config_env) : NULL;
-
-    if (default_env && render_truthy(default_env)) {
-        json_t *seeded;
-
-        if (json_is_object(env)) {
-            seeded = dict_union(env, default_env, "the default of variable env", err, errlen);
-            if (!seeded)
-                goto fail;
-        } else {
-            seeded = json_incref((json_t *)default_env);
-        }
-        json_decref(env);
-        env = seeded;
-    }
-    if (json_is_object(env) && vars_env && render_truthy(vars_env)) {
-        json_t *merged = dict_union(env, vars_env, "job variable env", err, errlen);
-
-        if (!merged)
-            goto fail;
-        json_decref(env);
-        env = merged;
-    }
-    *out = env;
-    return 0;
-
-fail:
-    json_decref(env);
+    if (json_is_object(b))
+        return 0;
+    render_errf(err, errlen, "%s must be an object to merge into job_configuration.env, not %s",
+                what, type_name(b));
     return -1;
+}
+
+static int effective_env(const json_t *config_env, const json_t *default_env,
+                         const json_t *vars_env, struct env_layers *env, char *err,
+                         size_t errlen)
+{
+    env->n = 0;
+    if (config_env)
+        env->layer[env->n++] = config_env;
+    if (default_env && render_truthy(default_env)) {
+        if (env->n && json_is_object(env->layer[0])) {
+            if (env_union_check(default_env, "the default of variable env", err, errlen) < 0)
+                return -1;
+            env->layer[env->n++] = default_env;
+        } else {
+            env->layer[0] = default_env;
+            env->n = 1;
+        }
+    }
+    if (env->n && json_is_object(env->layer[0]) && vars_env && render_truthy(vars_env)) {
+        if (env_union_check(vars_env, "job variable env", err, errlen) < 0)
+            return -1;
+        env->layer[env->n++] = vars_env;
+    }
+    return 0;
 }
 
 static int render_field(json_t *result, const char *key, const json_t *tmpl, const json_t *vars,
@@ -344,6 +331,27 @@ static int render_field(json_t *result, const char *key, const json_t *tmpl, con
     return 0;
 }
 
+/* render_field for the env: one layer is rendered as is, several as
+ * their union. */
+static int render_env_field(json_t *result, const struct env_layers *env, const json_t *vars,
+                            const json_t *properties, render_getenv_fn environ_lookup,
+                            void *environ_arg, char *err, size_t errlen)
+{
+    json_t *rendered;
+
+    if (env->n == 1)
+        return render_field(result, "env", env->layer[0], vars, properties, environ_lookup,
+                            environ_arg, err, errlen);
+    if (render_apply_union(env->layer, env->n, vars, properties, environ_lookup, environ_arg,
+                           &rendered, err, errlen) < 0)
+        return -1;
+    if (json_object_set_new_nocheck(result, "env", rendered) < 0) {
+        render_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 json_t *render_apply(const json_t *base_template, const json_t *job_vars,
                      render_getenv_fn environ_lookup, void *environ_arg,
                      char *err, size_t errlen)
@@ -353,7 +361,7 @@ json_t *render_apply(const json_t *base_template, const json_t *job_vars,
     const json_t *properties;
     const json_t *vars_env;
     json_t *vars = NULL;
-    json_t *env = NULL;
+    struct env_layers env;
     json_t *result = NULL;
     json_t *empty = NULL;
     const char *key;
@@ -413,27 +421,30 @@ json_t *render_apply(const json_t *base_template, const json_t *job_vars,
         goto fail;
     }
     RENDER_OBJECT_FOREACH((json_t *)job_config, iter, key, tmpl) {
+        int rc;
+
         if (strcmp(key, "env") == 0)
-            tmpl = env;
-        if (render_field(result, key, tmpl, vars, properties, environ_lookup, environ_arg, err,
-                         errlen) < 0)
+            rc = render_env_field(result, &env, vars, properties, environ_lookup, environ_arg, err,
+                                  errlen);
+        else
+            rc = render_field(result, key, tmpl, vars, properties, environ_lookup, environ_arg,
+                              err, errlen);
+        if (rc < 0)
             goto fail;
     }
     /* A default env seeds the key even when the template lacks it. */
-    if (env && !json_object_get(job_config, "env") &&
-        render_field(result, "env", env, vars, properties, environ_lookup, environ_arg, err,
-                     errlen) < 0)
+    if (env.n && !json_object_get(job_config, "env") &&
+        render_env_field(result, &env, vars, properties, environ_lookup, environ_arg, err,
+                         errlen) < 0)
         goto fail;
 
     json_decref(vars);
-    json_decref(env);
     json_decref(empty);
     return result;
 
 fail:
     json_decref(result);
     json_decref(vars);
-    json_decref(env);
     json_decref(empty);
     return NULL;
 }
