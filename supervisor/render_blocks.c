@@ -129,13 +129,17 @@ static int document_ref(const json_t *object, const json_t **id, char *err, size
 
 /* ---- collection ---- */
 
+/* key is built from template text or a block_document_id string, cut at
+ * ASCII characters, so it is valid UTF-8 and needs no check. */
 static int add_key(json_t *list, json_t *seen, const char *key)
 {
-    if (json_object_get(seen, key))
+    size_t len = strlen(key);
+
+    if (json_object_getn(seen, key, len))
         return 0;
-    if (json_object_set_new(seen, key, json_true()) < 0)
+    if (json_object_setn_new_nocheck(seen, key, len, json_true()) < 0)
         return -1;
-    return json_array_append_new(list, json_string(key));
+    return json_array_append_new(list, json_stringn_nocheck(key, len));
 }
 
 static int collect_node(const json_t *node, json_t *list, json_t *seen, int depth)

@@ -253,9 +253,16 @@ static int coerce_base_fields(const json_t *config, json_t **command, json_t **e
     return *env ? 0 : -1;
 }
 
+/* key is always a literal here, so only the value needs the UTF-8 check. */
 static int set_string(json_t *object, const char *key, const char *value)
 {
-    return json_object_set_new(object, key, json_string(value));
+    return json_object_set_new_nocheck(object, key, json_string(value));
+}
+
+/* For text this file formatted itself (UUIDs, dates), which is ASCII. */
+static int set_ascii(json_t *object, const char *key, const char *value)
+{
+    return json_object_set_new_nocheck(object, key, json_stringn_nocheck(value, strlen(value)));
 }
 
 static int build_env(json_t *env_out, const struct render_context *ctx, const char *run_id,
@@ -272,7 +279,7 @@ static int build_env(json_t *env_out, const struct render_context *ctx, const ch
 
     if (ctx->settings_env && json_is_object(ctx->settings_env))
         rc |= json_object_update(env_out, (json_t *)ctx->settings_env);
-    rc |= set_string(env_out, "PREFECT__FLOW_RUN_ID", run_id);
+    rc |= set_ascii(env_out, "PREFECT__FLOW_RUN_ID", run_id);
     if (ctx->worker_id)
         rc |= set_string(env_out, "PREFECT__WORKER_ID", ctx->worker_id);
     if (ctx->worker_name)
@@ -280,17 +287,17 @@ static int build_env(json_t *env_out, const struct render_context *ctx, const ch
     if (get_uuid(ctx->flow_run, "flow run", "flow_id", 0, flow_id, err, errlen) < 0)
         return -1;
     if (flow_id[0])
-        rc |= set_string(env_out, "PREFECT__FLOW_ID", flow_id);
+        rc |= set_ascii(env_out, "PREFECT__FLOW_ID", flow_id);
     value = ctx->flow ? json_object_get(ctx->flow, "name") : NULL;
     if (value && render_truthy(value))
-        rc |= json_object_set(env_out, "PREFECT__FLOW_NAME", value);
+        rc |= json_object_set_nocheck(env_out, "PREFECT__FLOW_NAME", value);
     if (get_uuid(ctx->flow_run, "flow run", "deployment_id", 0, deployment_id, err, errlen) < 0)
         return -1;
     if (deployment_id[0])
-        rc |= set_string(env_out, "PREFECT__DEPLOYMENT_ID", deployment_id);
+        rc |= set_ascii(env_out, "PREFECT__DEPLOYMENT_ID", deployment_id);
     value = ctx->deployment ? json_object_get(ctx->deployment, "name") : NULL;
     if (value && render_truthy(value))
-        rc |= json_object_set(env_out, "PREFECT__DEPLOYMENT_NAME", value);
+        rc |= json_object_set_nocheck(env_out, "PREFECT__DEPLOYMENT_NAME", value);
     json_object_foreach((json_t *)config_env, key, item) {
         json_t *text;
 
@@ -328,8 +335,8 @@ static int build_labels(json_t *labels_out, const struct render_context *ctx, co
     char id[37];
     int rc = 0;
 
-    rc |= set_string(labels_out, "prefect.io/flow-run-id", run_id);
-    rc |= json_object_set(labels_out, "prefect.io/flow-run-name", (json_t *)run_name);
+    rc |= set_ascii(labels_out, "prefect.io/flow-run-id", run_id);
+    rc |= json_object_set_nocheck(labels_out, "prefect.io/flow-run-name", (json_t *)run_name);
     rc |= set_string(labels_out, "prefect.io/version",
                      ctx->prefect_version ? ctx->prefect_version : RENDER_PREFECT_VERSION);
     if (ctx->work_pool_name || ctx->work_pool_id) {
@@ -349,8 +356,8 @@ static int build_labels(json_t *labels_out, const struct render_context *ctx, co
             render_errf(err, errlen, "flow has no name");
             return -1;
         }
-        rc |= set_string(labels_out, "prefect.io/flow-id", id);
-        rc |= json_object_set(labels_out, "prefect.io/flow-name", name);
+        rc |= set_ascii(labels_out, "prefect.io/flow-id", id);
+        rc |= json_object_set_nocheck(labels_out, "prefect.io/flow-name", name);
     }
     if (ctx->deployment) {
         json_t *name = json_object_get(ctx->deployment, "name");
@@ -362,8 +369,8 @@ static int build_labels(json_t *labels_out, const struct render_context *ctx, co
             render_errf(err, errlen, "deployment has no name");
             return -1;
         }
-        rc |= set_string(labels_out, "prefect.io/deployment-id", id);
-        rc |= json_object_set(labels_out, "prefect.io/deployment-name", name);
+        rc |= set_ascii(labels_out, "prefect.io/deployment-id", id);
+        rc |= json_object_set_nocheck(labels_out, "prefect.io/deployment-name", name);
         if (updated && !json_is_null(updated)) {
             char text[64];
 
@@ -372,7 +379,7 @@ static int build_labels(json_t *labels_out, const struct render_context *ctx, co
                 render_errf(err, errlen, "deployment updated is not an ISO 8601 date and time");
                 return -1;
             }
-            rc |= set_string(labels_out, "prefect.io/deployment-updated", text);
+            rc |= set_ascii(labels_out, "prefect.io/deployment-updated", text);
         }
     }
     rc |= json_object_update(labels_out, (json_t *)config_labels);

@@ -71,10 +71,11 @@ static int collect_node(const json_t *node, json_t *list, json_t *seen, int dept
             name = variable_name(text + ph.name_start, ph.name_end - ph.name_start);
             if (!name)
                 return -1;
+            /* name is template text cut at ASCII characters: valid UTF-8. */
             if (!json_object_get(seen, name)) {
-                rc = json_object_set_new(seen, name, json_true());
+                rc = json_object_set_new_nocheck(seen, name, json_true());
                 if (rc == 0)
-                    rc = json_array_append_new(list, json_string(name));
+                    rc = json_array_append_new(list, json_stringn_nocheck(name, strlen(name)));
             }
             free(name);
             if (rc < 0)
