@@ -29,12 +29,6 @@
 #define RUNS_LOG_MESSAGE_MAX (64u * 1024u)
 #define RUNS_KILL_GRACE_S    30
 
-/* One block or variable look-up of a run. */
-struct run_fetch_ctx {
-    struct run *run;
-    char       *key;
-};
-
 static const char *run_state_names[] = {
     [RUN_ADOPTING] = "adopting",
     [RUN_CLAIMING] = "claiming",   [RUN_FETCHING] = "fetching",
@@ -44,7 +38,6 @@ static const char *run_state_names[] = {
 };
 
 static void run_resolve_blocks(struct worker *w, struct run *r);
-static void run_resolve_variables(struct worker *w, struct run *r);
 static void run_submit(struct worker *w, struct run *r);
 static void run_dispatch(struct worker *w, struct run *r);
 static void run_crash(struct worker *w, struct run *r, const char *fmt, ...)
@@ -106,8 +99,7 @@ run_free(struct run *r)
     json_decref(r->deployment);
     json_decref(r->flow);
     json_decref(r->config);
-    json_decref(r->blocks);
-    json_decref(r->variables);
+    json_decref(r->found);
     free(r->name);
     free(r->error);
     free(r->executor_id);
@@ -469,48 +461,22 @@ run_fetched(struct worker *w, struct run *r)
 
 /* ---- blocks and variables ------------------------------------------ */
 
-static void
-run_got_block(struct worker *w, void *arg, long status, json_t *body, const char *error)
-{
-    struct run_fetch_ctx *c = arg;
-    struct run *r = c->run;
-
-    r->refs--;
-    r->waiting--;
-    if (status == 200 && json_is_object(body) && json_object_get(body, "data")) {
-        json_object_set(r->blocks, c->key, json_object_get(body, "data"));
-    } else if (status != 404 && !r->failed) {
-        r->failed = 1;
-        free(r->error);
-        if (asprintf(&r->error, "cannot read block document %s: HTTP %ld %s%s", c->key, status,
-                     error ? error : "", prefect_error_detail(body)) < 0)
-            r->error = NULL;
-    }
-    free(c->key);
-    free(c);
-    if (r->waiting > 0)
-        return;
-    if (r->failed) {
-        run_crash(w, r, "Failed to submit flow run to infrastructure: %s",
-                  r->error ? r->error : "cannot read a block document");
-        return;
-    }
-    {
-        char err[1024];
-
-        if (render_resolve_blocks(r->config, r->blocks, err, sizeof err) == -1) {
-            run_crash(w, r, "Failed to submit flow run to infrastructure: %s", err);
-            return;
-        }
-    }
-    run_resolve_variables(w, r);
-}
+/* One round of look-ups: block documents, then Prefect variables.  Each
+ * key is read once per run; replies are kept in r->found by key. */
+struct run_lookup_kind {
+    const char *what;                                    /* for messages */
+    const char *member;                                  /* taken from each reply */
+    int  (*path)(const char *key, char *path, size_t pathlen);
+    void (*done)(struct worker *w, struct run *r);       /* after the last reply */
+};
 
 static int
 run_block_path(const char *key, char *path, size_t pathlen)
 {
     char type[256], name[256];
     const char *slash;
+    char *etype, *ename;
+    int rc = -1;
 
     if (strncmp(key, "document:", 9) == 0) {
         snprintf(path, pathlen, "/block_documents/%s?include_secrets=true", key + 9);
@@ -523,72 +489,65 @@ run_block_path(const char *key, char *path, size_t pathlen)
     memcpy(type, key + 5, (size_t)(slash - (key + 5)));
     type[slash - (key + 5)] = '\0';
     strcpy(name, slash + 1);
-    {
-        char *etype = http_escape_dup(type), *ename = http_escape_dup(name);
-        int rc = -1;
-
-        if (etype && ename) {
-            snprintf(path, pathlen, "/block_types/slug/%s/block_documents/name/%s?include_secrets=true",
-                     etype, ename);
-            rc = 0;
-        }
-        free(etype);
-        free(ename);
-        return rc;
+    etype = http_escape_dup(type);
+    ename = http_escape_dup(name);
+    if (etype && ename) {
+        snprintf(path, pathlen, "/block_types/slug/%s/block_documents/name/%s?include_secrets=true",
+                 etype, ename);
+        rc = 0;
     }
+    free(etype);
+    free(ename);
+    return rc;
 }
 
-static void
-run_resolve_blocks(struct worker *w, struct run *r)
+static int
+run_variable_path(const char *key, char *path, size_t pathlen)
 {
-    json_t *keys = render_collect_blocks(r->config);
-    size_t i;
-    json_t *key;
+    char *esc = http_escape_dup(key);
 
-    json_decref(r->blocks);
-    r->blocks = json_object();
-    r->waiting = 0;
-    r->failed = 0;
-    json_array_foreach(keys, i, key) {
-        struct run_fetch_ctx *c = calloc(1, sizeof *c);
-        char path[1024];
-
-        if (c == NULL || run_block_path(json_string_value(key), path, sizeof path) == -1) {
-            free(c);
-            continue;
-        }
-        c->run = r;
-        c->key = strdup(json_string_value(key));
-        r->waiting++;
-        r->refs++;
-        if (prefect_call(w, "GET", path, NULL, 5, run_got_block, c) == -1) {
-            r->waiting--;
-            r->refs--;
-            free(c->key);
-            free(c);
-        }
-    }
-    json_decref(keys);
-    if (r->waiting == 0)
-        run_resolve_variables(w, r);
+    if (esc == NULL)
+        return -1;
+    snprintf(path, pathlen, "/variables/name/%s", esc);
+    free(esc);
+    return 0;
 }
 
+static void run_blocks_found(struct worker *w, struct run *r);
 static void run_prepared(struct worker *w, struct run *r);
 
+static const struct run_lookup_kind run_blocks = {
+    "block document", "data", run_block_path, run_blocks_found,
+};
+static const struct run_lookup_kind run_variables = {
+    "Prefect variable", "value", run_variable_path, run_prepared,
+};
+
+/* One look-up of a run. */
+struct run_fetch_ctx {
+    struct run                   *run;
+    const struct run_lookup_kind *kind;
+    char                         *key;
+};
+
 static void
-run_got_variable(struct worker *w, void *arg, long status, json_t *body, const char *error)
+run_got_lookup(struct worker *w, void *arg, long status, json_t *body, const char *error)
 {
     struct run_fetch_ctx *c = arg;
     struct run *r = c->run;
+    const struct run_lookup_kind *kind = c->kind;
+    json_t *value = json_object_get(body, kind->member);
 
     r->refs--;
     r->waiting--;
-    if (status == 200 && json_is_object(body) && json_object_get(body, "value")) {
-        json_object_set(r->variables, c->key, json_object_get(body, "value"));
+    /* A 404 leaves the key out: a missing block is an error when resolved,
+     * a missing variable renders empty. */
+    if (status == 200 && value) {
+        json_object_set(r->found, c->key, value);
     } else if (status != 404 && !r->failed) {
         r->failed = 1;
         free(r->error);
-        if (asprintf(&r->error, "cannot read Prefect variable %s: HTTP %ld %s%s", c->key, status,
+        if (asprintf(&r->error, "cannot read %s %s: HTTP %ld %s%s", kind->what, c->key, status,
                      error ? error : "", prefect_error_detail(body)) < 0)
             r->error = NULL;
     }
@@ -598,49 +557,73 @@ run_got_variable(struct worker *w, void *arg, long status, json_t *body, const c
         return;
     if (r->failed) {
         run_crash(w, r, "Failed to submit flow run to infrastructure: %s",
-                  r->error ? r->error : "cannot read a Prefect variable");
+                  r->error ? r->error : "cannot read a block document or a Prefect variable");
         return;
     }
-    run_prepared(w, r);
+    kind->done(w, r);
 }
 
+/* Reads every key (a JSON array of strings), then calls kind->done. */
 static void
-run_resolve_variables(struct worker *w, struct run *r)
+run_lookup(struct worker *w, struct run *r, json_t *keys, const struct run_lookup_kind *kind)
 {
-    json_t *names = render_collect_variables(r->config);
     size_t i;
-    json_t *name;
+    json_t *key;
 
-    json_decref(r->variables);
-    r->variables = json_object();
-    r->waiting = 0;
+    json_decref(r->found);
+    r->found = json_object();
     r->failed = 0;
-    json_array_foreach(names, i, name) {
+    r->waiting = 1;   /* held until every request is queued */
+    json_array_foreach(keys, i, key) {
         struct run_fetch_ctx *c = calloc(1, sizeof *c);
-        char *esc = http_escape_dup(json_string_value(name));
         char path[1024];
 
-        if (c == NULL || esc == NULL) {
+        if (c == NULL || kind->path(json_string_value(key), path, sizeof path) == -1 ||
+            (c->key = strdup(json_string_value(key))) == NULL) {
             free(c);
-            free(esc);
+            r->failed = 1;
             continue;
         }
-        snprintf(path, sizeof path, "/variables/name/%s", esc);
-        free(esc);
         c->run = r;
-        c->key = strdup(json_string_value(name));
+        c->kind = kind;
         r->waiting++;
         r->refs++;
-        if (prefect_call(w, "GET", path, NULL, 5, run_got_variable, c) == -1) {
+        if (prefect_call(w, "GET", path, NULL, 5, run_got_lookup, c) == -1) {
             r->waiting--;
             r->refs--;
+            r->failed = 1;
             free(c->key);
             free(c);
         }
     }
-    json_decref(names);
-    if (r->waiting == 0)
-        run_prepared(w, r);
+    json_decref(keys);
+    if (--r->waiting > 0)
+        return;
+    if (r->failed) {
+        run_crash(w, r, "Failed to submit flow run to infrastructure: cannot look up a %s",
+                  kind->what);
+        return;
+    }
+    kind->done(w, r);
+}
+
+static void
+run_resolve_blocks(struct worker *w, struct run *r)
+{
+    run_lookup(w, r, render_collect_blocks(r->config), &run_blocks);
+}
+
+/* Blocks resolve before variables, so a block may hold a variable placeholder. */
+static void
+run_blocks_found(struct worker *w, struct run *r)
+{
+    char err[1024];
+
+    if (render_resolve_blocks(r->config, r->found, err, sizeof err) == -1) {
+        run_crash(w, r, "Failed to submit flow run to infrastructure: %s", err);
+        return;
+    }
+    run_lookup(w, r, render_collect_variables(r->config), &run_variables);
 }
 
 static void
@@ -649,7 +632,7 @@ run_prepared(struct worker *w, struct run *r)
     struct render_context ctx = {0};
     char err[1024];
 
-    if (render_resolve_variables(r->config, r->variables, err, sizeof err) == -1) {
+    if (render_resolve_variables(r->config, r->found, err, sizeof err) == -1) {
         run_crash(w, r, "Failed to submit flow run to infrastructure: %s", err);
         return;
     }

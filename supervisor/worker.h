@@ -96,8 +96,7 @@ struct run {
     json_t         *deployment;
     json_t         *flow;
     json_t         *config;       /* rendered job configuration */
-    json_t         *blocks;       /* resolved block data by key */
-    json_t         *variables;    /* resolved Prefect variables by name */
+    json_t         *found;        /* block data or variable values read, by key */
     int             waiting;      /* API replies outstanding in this state */
     int             refs;         /* callbacks holding this run */
     int             failed;       /* a fetch in this state failed: see error */
