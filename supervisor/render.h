@@ -238,8 +238,8 @@ json_t *render_lookup_layered(const json_t *values, const json_t *properties, co
 int render_apply_layered(const json_t *tmpl, const json_t *values, const json_t *properties,
                          render_getenv_fn environ_lookup, void *environ_arg, json_t **out,
                          char *err, size_t errlen);
-/* render_apply_layered of the dict union layers[0] | ... | layers[n-1]
- * (all objects) without building the union. */
+/* Renders the dict union layers[0] | ... | layers[n-1] (all objects) as
+ * render_apply_layered renders an object, without building the union. */
 int render_apply_union(const json_t *const *layers, size_t n, const json_t *values,
                        const json_t *properties, render_getenv_fn environ_lookup,
                        void *environ_arg, json_t **out, char *err, size_t errlen);

@@ -273,9 +273,8 @@ static int has_dotted_key(const json_t *job_vars)
 /* The env template that will be rendered: job_configuration.env seeded with
  * the default env and merged with the job variables' env, each only when
  * truthy, as from_template_and_values does.  It is kept as the list of
- * objects whose dict union it is, so that no merged copy is built; a single
- * entry may be any value.  n == 0 when the template has no env and nothing
- * seeds one. */
+ * objects to unite, so no merged copy is built.  A single entry may be any
+ * value, and n == 0 when the template has no env and nothing seeds one. */
 struct env_layers {
     const json_t *layer[3];
     size_t n;
