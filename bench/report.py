@@ -1,6 +1,9 @@
 """Summarise one bench/run-all.sh result folder as Markdown tables.
 
-    report.py RESULTS_DIR > summary.md
+    report.py RESULTS_DIR [IDLE_JSON] > summary.md
+
+IDLE_JSON, when given, is a workers.json of another run whose idle phase
+replaces this run's (for a run made without the idle phase).
 
 Every number printed comes from the JSON files in RESULTS_DIR.  Cells are
 "median (min-max)" over the repetitions; ratios compare medians.
@@ -170,6 +173,12 @@ def main():
     d = Path(sys.argv[1])
     machine = load(d / "machine.json") or {}
     w = load(d / "workers.json") or {}
+    # A second invocation of workers.py may add phases to the same run.
+    for key, value in (load(d / "workers-rest.json") or {}).items():
+        if key in ("ceiling", "latency", "idle", "throughput"):
+            w[key] = value
+    if len(sys.argv) > 2:
+        w["idle"] = load(Path(sys.argv[2])).get("idle", [])
     extra = load(d / "workers-default-capacity.json")
     lines = ["# Benchmark results", "", "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()),
              f"Load average at the end: {load(d / 'loadavg-end.json')}",

@@ -53,7 +53,7 @@ struct ce {
     struct ce_run *runs;
     int           nruns, target, done, dropped, next_queued;
     long          requests, errors, not_accepted;
-    double        first_poll, last_done;
+    double        first_poll, last_done, last_poll;
 };
 
 static double
@@ -202,8 +202,11 @@ ce_finish(struct ce *c, struct ce_req *q, long status)
                 memcpy(n->deployment, dep, CE_ID_LEN + 1);
             fresh++;
         }
-        /* A full page: more are waiting. */
-        c->repoll = json_array_size(doc) >= 200 || fresh == 0;
+        /* A full page of new runs: more are waiting, so ask again at once.
+         * Otherwise the next poll waits for a second, since a page of runs
+         * still being claimed costs the server much and brings nothing. */
+        c->repoll = json_array_size(doc) >= 200 && fresh == json_array_size(doc);
+        c->last_poll = ce_now();
         break;
     }
     case CE_CLAIM: {
@@ -289,7 +292,7 @@ main(int argc, char **argv)
         CURLMsg *msg;
         int running, left;
 
-        if (!c.polling && (c.repoll || c.next_queued >= c.nruns))
+        if (!c.polling && (c.repoll || ce_now() - c.last_poll >= 1.0))
             ce_poll(&c);
         /* Start queued claims while there is room; the poll counts as one. */
         while (c.next_queued < c.nruns && c.inflight < c.concurrency + 1) {
