@@ -28,6 +28,11 @@
 #define WORKER_POLL_ITEMS 260
 #define WORKER_MAX_POLL_LIMIT 200   /* the API's maximum for get_scheduled_flow_runs */
 
+/* Runs between the claim and the JOB at one time.  Claims beyond this would
+ * only queue behind each other for libcurl's 16 connections and delay the
+ * runs already claimed; the rest of a backlog is polled as these move on. */
+#define WORKER_MAX_PIPELINE 48
+
 static int signal_fd = -1;
 
 static void
@@ -94,6 +99,12 @@ worker_free_slots(struct worker *w)
         if (r->state < RUN_DISPATCHED || (r->state == RUN_DISPATCHED && r->executor_id == NULL))
             waiting++;
     slots = free_capacity > waiting ? free_capacity - waiting : 0;
+    {
+        size_t room = waiting < WORKER_MAX_PIPELINE ? WORKER_MAX_PIPELINE - waiting : 0;
+
+        if (slots > room)
+            slots = room;
+    }
     if (w->cfg.limit > 0) {
         size_t left = (size_t)w->cfg.limit > w->inflight ? (size_t)w->cfg.limit - w->inflight : 0;
 
@@ -115,8 +126,12 @@ worker_heartbeat_done(struct worker *w, void *arg, long status, json_t *body, co
         log_debug("event=heartbeat_sent pool=%s", w->cfg.pool);
         return;
     }
+    /* Without a heartbeat the server shows no worker: retry soon. */
+    if (w->cfg.heartbeat_s > 2)
+        w->next_sync_ms = util_now_ms() + util_jittered(2000, 0.2);
     log_warn("event=heartbeat_failed pool=%s status=%ld error=\"%s%s\" next=\"retrying in %.0f s\"",
-             w->cfg.pool, status, error ? error : "", prefect_error_detail(body), w->cfg.heartbeat_s);
+             w->cfg.pool, status, error ? error : "", prefect_error_detail(body),
+             w->cfg.heartbeat_s > 2 ? 2.0 : w->cfg.heartbeat_s);
 }
 
 static void
@@ -455,11 +470,12 @@ worker_polled(struct worker *w, void *arg, long status, json_t *body, const char
             break;
         offered += runs_offer(w, fr) == 0;
     }
-    /* A full page means more runs are waiting: ask again without waiting
-     * for the next interval (runs claimed meanwhile are skipped). */
-    if (json_array_size(body) >= requested && offered == requested && worker_free_slots(w) > 0 &&
-        !w->cfg.run_once)
-        w->next_poll_ms = util_now_ms();
+    /* A full page means more runs are waiting: ask again as soon as slots
+     * are free instead of after the query interval. */
+    w->backlog = json_array_size(body) >= requested && !w->cfg.run_once;
+    /* A page of runs already being claimed waits a moment for the claims
+     * to reach the server before asking again. */
+    w->backlog_due_ms = util_now_ms() + (offered > 0 ? 0 : 250);
 }
 
 static void
@@ -537,6 +553,10 @@ worker_timers(struct worker *w, int64_t now)
         w->next_sync_ms = now + util_jittered((int64_t)(w->cfg.heartbeat_s * 1000), 0.1);
         if (!w->sync_busy)
             worker_sync(w);
+    }
+    if (w->backlog && !w->poll_busy && now >= w->backlog_due_ms && worker_free_slots(w) > 0) {
+        w->backlog = 0;
+        w->next_poll_ms = now;
     }
     if (w->stopping == 0 && w->synced && w->pool && now >= w->next_poll_ms &&
         json_object_size(json_object_get(w->pool, "base_job_template")) > 0 &&

@@ -145,6 +145,8 @@ struct worker {
     int            stopping;         /* 1: draining, 2: leave now */
     int            exit_code;
     int            run_once_polled;
+    int            backlog;          /* the last poll returned a full page */
+    int64_t        backlog_due_ms;   /* earliest time to poll that backlog again */
     int            sync_busy;
     int            poll_busy;
     int            cancel_busy;
