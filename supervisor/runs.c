@@ -908,6 +908,21 @@ runs_on_exited(struct worker *w, struct peer *p, const struct drover_exited *m)
     /* Duplicates while REPORTING wait for the report; after DONE the run is gone. */
 }
 
+/* True for a line of Prefect's console log format ("12:00:01.234 | INFO    | ...").
+ * The Prefect engine writes these to stderr and sends the same records to
+ * the API itself, so forwarding them would show each record twice. */
+static int
+runs_is_prefect_console_line(const char *line)
+{
+    static const char shape[] = "00:00:00.000 | ";
+
+    for (size_t i = 0; i < sizeof shape - 1; i++) {
+        if (shape[i] == '0' ? (line[i] < '0' || line[i] > '9') : line[i] != shape[i])
+            return 0;
+    }
+    return 1;
+}
+
 void
 runs_on_log(struct worker *w, struct peer *p, const struct drover_log *m)
 {
@@ -915,6 +930,8 @@ runs_on_log(struct worker *w, struct peer *p, const struct drover_log *m)
     char stamp[40];
 
     if (r == NULL || r->executor_id == NULL || strcmp(r->executor_id, p->executor_id) != 0)
+        return;
+    if (m->stream == DROVER_STREAM_STDERR && runs_is_prefect_console_line(m->line))
         return;
     util_iso_time(stamp, sizeof stamp, 0);
     /* Both streams log at INFO: Python programs write ordinary logs to stderr. */

@@ -82,6 +82,11 @@ def test_process_output_reaches_run_logs(api, start_worker, worker_kind, example
     greeting = f"Hello, {token}!"
     wait_until(lambda: any(greeting in record["message"] for record in api.logs(run["id"])),
                f"the line {greeting!r} in the logs of flow run {run['id']}")
+    # The engine's own console lines on stderr are records it already sent
+    # to the API, so they are not forwarded a second time.
+    forwarded = [record["message"] for record in api.logs(run["id"])
+                 if record["name"] == "prefect.flow_runs.worker"]
+    assert not any(re.match(r"\d\d:\d\d:\d\d\.\d{3} \| ", line) for line in forwarded), forwarded
 
 
 def test_env_job_variable_reaches_flow(api, start_worker, worker_kind, examples_dir):
