@@ -390,7 +390,7 @@ http_transient(long status)
 
 /* Schedules another attempt: Retry-After when the server sent one, else
  * 0.25, 0.5, 1, 2 ... 30 s with up to 20 % jitter added.  The short first
- * delays suit the 503 a SQLite-backed server answers while its database is
+ * delays suit the 503 a SQLite-backed server returns while its database is
  * locked, which clears within milliseconds. */
 static void
 http_schedule_retry(struct http *h, struct http_req *r)

@@ -460,7 +460,7 @@ peers_read_keys(const char *path, json_t *keys, char *err, size_t errlen)
     }
     fclose(f);
     if (json_array_size(keys) == 0) {
-        snprintf(err, errlen, "%s holds no CURVE key", path);
+        snprintf(err, errlen, "%s contains no CURVE key", path);
         return -1;
     }
     return 0;

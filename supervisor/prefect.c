@@ -30,7 +30,7 @@ prefect_beyond_int64(const char *digits, size_t n, int negative)
 }
 
 /* Copies a JSON text with every integer literal beyond the int64 range
- * turned into a real ("123...890" -> "123...890.0"), since jansson holds
+ * turned into a real ("123...890" -> "123...890.0"), since jansson stores
  * integers in 64 bits and rejects the whole document otherwise.  Strings are
  * copied unchanged.  Returns a malloc'd text or NULL. */
 static char *
@@ -87,7 +87,7 @@ prefect_widen_integers(const char *text, size_t len, size_t *outlen)
 }
 
 /* Parses a reply.  NUL characters inside strings are kept so that the
- * renderer can name the value that holds one; integers beyond 64 bits
+ * renderer can name the value that contains one; integers beyond 64 bits
  * become reals rather than making the whole reply unreadable. */
 static json_t *
 prefect_parse(const char *text, size_t len, char *err, size_t errlen)

@@ -6,10 +6,10 @@
  *         -> SUBMITTING (labels, Submitting) -> DISPATCHED (JOB sent)
  *         -> STARTED (infrastructure_pid) -> REPORTING (final state) -> DONE
  *
- * Every API reply names its run through a pointer; a run is therefore held
- * (refs) while replies are outstanding, and released by runs_reap() at the
- * end of a loop pass once it is DONE and unreferenced.  run_enter() is the
- * one place where a run changes state.
+ * Every API reply names its run through a pointer, so a run is held (refs)
+ * while replies are outstanding.  runs_reap() releases it at the end of a
+ * loop pass once it is DONE and unreferenced.  run_enter() is the one place
+ * where a run changes state.
  */
 #define _GNU_SOURCE   /* asprintf */
 #include <stdarg.h>
@@ -141,6 +141,7 @@ runs_free_all(struct worker *w)
 void
 runs_log(struct worker *w, const char *flow_run_id, int level, const char *fmt, ...)
 {
+    enum log_level severity = LOG_INFO;
     char message[2048];
     char stamp[40];
     va_list ap;
@@ -148,8 +149,13 @@ runs_log(struct worker *w, const char *flow_run_id, int level, const char *fmt, 
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    log_msg(level >= 40 ? LOG_ERROR : level >= 30 ? LOG_WARN : LOG_INFO,
-            "flow_run=%s message=\"%s\"", flow_run_id, message);
+
+    /* level is Python's numeric logging level, as the /logs/ API takes it. */
+    if (level >= 40)
+        severity = LOG_ERROR;
+    else if (level >= 30)
+        severity = LOG_WARN;
+    log_msg(severity, "flow_run=%s message=\"%s\"", flow_run_id, message);
     util_iso_time(stamp, sizeof stamp, 0);
     runs_queue_log(w, flow_run_id, level, message, stamp);
 }
@@ -223,7 +229,7 @@ run_reported(struct worker *w, void *arg, long status, json_t *body, const char 
     run_enter(w, r, RUN_DONE);
 }
 
-/* Proposes Crashed with a message; the run is done once the API answers. */
+/* Proposes Crashed with a message.  The run is done once the API replies. */
 static void
 run_crash(struct worker *w, struct run *r, const char *fmt, ...)
 {
@@ -292,7 +298,8 @@ run_claimed(struct worker *w, void *arg, long status, json_t *body, const char *
     }
     log_info("flow_run=%s event=claimed name=\"%s\"", r->id, r->name ? r->name : "");
     if (w->stopping) {
-        /* Claimed while a drain began: it still runs, nothing is lost. */
+        /* A drain began during the claim: the run is submitted all the same,
+         * and the drain waits for it to start. */
         log_info("flow_run=%s event=claimed_while_draining next=\"submitting anyway\"", r->id);
     }
     run_fetch(w, r);
@@ -678,7 +685,7 @@ run_submit(struct worker *w, struct run *r)
     run_enter(w, r, RUN_SUBMITTING);
     r->waiting = 0;
 
-    /* Worker labels on the flow run; old servers without the route answer 404/405. */
+    /* Worker labels on the flow run.  Servers before Prefect 3.2 reply 404 or 405 here. */
     labels = json_pack("{s:s, s:s, s:s, s:s}", "prefect.worker.name", w->name,
                        "prefect.worker.type", w->type, "prefect.work-pool.name", w->cfg.pool,
                        "prefect.work-pool.id", w->pool_id);
@@ -953,7 +960,7 @@ run_verified(struct worker *w, void *arg, long status, json_t *body, const char 
 
     r->refs--;
     if (status != 200 && status != 404) {
-        /* Transient: the executor resends until the API answers. */
+        /* Transient: the executor resends until the API replies. */
         log_warn("flow_run=%s executor=%s event=adoption_deferred status=%ld error=\"%s%s\"",
                  r->id, r->executor_id, status, error ? error : "", prefect_error_detail(body));
         run_drop(w, r);
@@ -1043,8 +1050,9 @@ runs_adopt(struct worker *w, struct peer *p, const struct drover_run_entry *e)
         run_exited(w, r, e->code, NULL);
 }
 
-/* After a HELLO: resends the JOB of runs dispatched to this executor id that
- * its inventory did not list and that never started; marks its runs alive. */
+/* Handles the runs of an executor that just sent HELLO.  A run dispatched to
+ * it that never started and is missing from its inventory gets its JOB
+ * again.  A started run that is missing starts the lost-executor grace. */
 void
 runs_peer_back(struct worker *w, struct peer *p)
 {

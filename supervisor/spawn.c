@@ -110,7 +110,7 @@ spawn_init(struct worker *w, char *err, size_t errlen)
 }
 
 /* Starts program in a child that gets SIGTERM when the supervisor dies,
- * even by SIGKILL: it then says GOODBYE and leaves its runs to the
+ * even by SIGKILL: it then sends GOODBYE and leaves its runs to the
  * executor the next supervisor starts.  Returns 0 or an errno value. */
 static int
 spawn_exec(const char *program, char *const argv[], pid_t *pid_out)
@@ -276,7 +276,7 @@ spawn_running(struct worker *w)
     return n;
 }
 
-/* Asks every local executor to stop; each says GOODBYE and leaves its runs
+/* Asks every local executor to stop; each sends GOODBYE and leaves its runs
  * to the next executor started with the same state directory. */
 void
 spawn_stop_all(struct worker *w)

@@ -2,8 +2,8 @@
  * The supervisor's event loop and its periodic work: pool sync, heartbeat,
  * poll, cancellation checks and log flushes.
  *
- * One zmq_poll per pass watches the ROUTER socket, the signal pipe and
- * libcurl's sockets; its timeout is the earliest deadline of any timer, so
+ * One zmq_poll per pass watches the ROUTER sockets, the signal pipe and
+ * libcurl's sockets.  Its timeout is the earliest deadline of any timer, so
  * the loop never blocks on the API and never sleeps past work that is due.
  */
 #include <errno.h>
@@ -28,9 +28,9 @@
 #define WORKER_POLL_ITEMS 260
 #define WORKER_MAX_POLL_LIMIT 200   /* the API's maximum for get_scheduled_flow_runs */
 
-/* Runs between the claim and the JOB at one time.  Claims beyond this would
- * only queue behind each other for libcurl's 16 connections and delay the
- * runs already claimed; the rest of a backlog is polled as these move on. */
+/* Maximum runs between the claim and the JOB at one time.  More claims would
+ * only queue for libcurl's 16 connections and delay the runs already claimed.
+ * The rest of a backlog is polled as these move on. */
 #define WORKER_MAX_PIPELINE 48
 
 static int signal_fd = -1;
@@ -236,7 +236,7 @@ worker_pool_created(struct worker *w, void *arg, long status, json_t *body, cons
         return;
     }
     if (w->pool == NULL && status >= 400 && status < 500 && status != 408 && status != 429) {
-        worker_fatal_startup(w, "cannot create work pool '%s': the API answered HTTP %ld: %s; check the base job template%s%s",
+        worker_fatal_startup(w, "cannot create work pool '%s': the API returned HTTP %ld: %s; check the base job template%s%s",
                              w->cfg.pool, status, prefect_error_detail(body),
                              w->cfg.base_job_template_file ? " in " : "",
                              w->cfg.base_job_template_file ? w->cfg.base_job_template_file : "");
@@ -359,7 +359,7 @@ worker_pool_read(struct worker *w, void *arg, long status, json_t *body, const c
             return;
         }
         if (status < 500 && status != 408 && status != 429) {
-            worker_fatal_startup(w, "the Prefect API at %s answered HTTP %ld to reading work pool '%s': %s; check PREFECT_API_URL (it usually ends in /api)",
+            worker_fatal_startup(w, "the Prefect API at %s returned HTTP %ld for work pool '%s': %s; check PREFECT_API_URL (it usually ends in /api)",
                                  w->cfg.api_url, status, w->cfg.pool, prefect_error_detail(body));
             return;
         }
