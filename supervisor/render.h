@@ -94,6 +94,25 @@ json_t *render_apply(const json_t *base_template, const json_t *job_vars,
                      render_getenv_fn environ_lookup, void *environ_arg,
                      char *err, size_t errlen);
 
+/* A base job template compiled for render_template_apply: checked, its
+ * placeholders found and their names split, and the schema defaults they
+ * fall back to looked up.  Compile once per work pool template and apply
+ * it to each flow run's job variables.  The compiled template keeps a
+ * reference to base_template and points into it, so base_template must not
+ * be modified while the compiled template exists.  Returns NULL with err
+ * when the template is not an object with job_configuration and variables
+ * objects; a bad variables.properties entry is reported by each apply, as
+ * render_apply reports it after checking the job variables. */
+struct render_template;
+struct render_template *render_template_compile(const json_t *base_template, char *err,
+                                                size_t errlen);
+/* render_apply with a compiled template; same result, same errors. */
+json_t *render_template_apply(const struct render_template *tmpl, const json_t *job_vars,
+                              render_getenv_fn environ_lookup, void *environ_arg, char *err,
+                              size_t errlen);
+/* Frees a compiled template and sets *tmpl to NULL; accepts NULL. */
+void render_template_free(struct render_template **tmpl);
+
 /* Lists the block documents a configuration refers to, each once, as keys:
  *   "document:<uuid>"        for {"$ref": {"block_document_id": "<uuid>"}}
  *   "slug:<type>/<name>"     for {{ prefect.blocks.<type>.<name>... }}
@@ -261,6 +280,36 @@ int render_apply_values(const json_t *tmpl, const json_t *values, render_getenv_
     for ((iter) = json_object_iter(object);                                     \
          (iter) && ((value) = json_object_iter_value(iter), 1);                 \
          (iter) = json_object_iter_next((object), (iter)))
+
+/* One step of get_from_dict: value[seg] for an object, value[int(seg)]
+ * for an array or string.  Returns a new reference, or NULL (unset). */
+json_t *render_lookup_segment(const json_t *value, const char *seg, size_t seglen);
+/* render_apply_layered starting at nesting depth (for the depth cap). */
+int render_apply_item(const json_t *tmpl, const json_t *values, const json_t *properties,
+                      render_getenv_fn environ_lookup, void *environ_arg, int depth,
+                      json_t **out, char *err, size_t errlen);
+
+/* The env template that will be rendered: job_configuration.env seeded with
+ * the default env and merged with the job variables' env, each only when
+ * truthy, as from_template_and_values does.  It is kept as the list of
+ * objects to unite, so no merged copy is built.  A single entry may be any
+ * value, and n == 0 when the template has no env and nothing seeds one. */
+struct render_env_layers {
+    const json_t *layer[3];
+    size_t n;
+};
+int render_effective_env(const json_t *config_env, const json_t *default_env,
+                         const json_t *vars_env, struct render_env_layers *env, char *err,
+                         size_t errlen);
+/* Checks that every variables.properties entry can be read for its
+ * default as Prefect reads it.  Returns 0, or -1 with err. */
+int render_check_properties(const json_t *properties, char *err, size_t errlen);
+/* The job variables with dotted keys expanded (set_in_dict, deep-merged
+ * under the plain keys): a new reference, an empty object for NULL or
+ * null, or NULL with err. */
+json_t *render_expand_dotted(const json_t *job_vars, char *err, size_t errlen);
+/* "an object", "a string", ... for messages. */
+const char *render_type_name(const json_t *value);
 
 /* Copies containers and shares scalars (see the note at the top). */
 json_t *render_copy(const json_t *value);

@@ -202,6 +202,23 @@ nomem:
     return -1;
 }
 
+int render_apply_item(const json_t *tmpl, const json_t *values, const json_t *properties,
+                      render_getenv_fn environ_lookup, void *environ_arg, int depth,
+                      json_t **out, char *err, size_t errlen)
+{
+    struct apply_ctx ctx = {
+        .values = values,
+        .properties = properties,
+        .environ_lookup = environ_lookup ? environ_lookup : default_getenv,
+        .environ_arg = environ_arg,
+        .err = err,
+        .errlen = errlen,
+    };
+
+    *out = NULL;
+    return apply_node(&ctx, tmpl, out, depth);
+}
+
 int render_apply_values(const json_t *tmpl, const json_t *values, render_getenv_fn environ_lookup,
                         void *environ_arg, json_t **out, char *err, size_t errlen)
 {

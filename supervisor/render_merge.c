@@ -10,7 +10,9 @@
  * dotted keys ("env.FOO") expanded with set_in_dict and deep-merged under
  * the plain keys, the env union, and the substitution itself.  Where
  * Prefect raises (TypeError, AttributeError, KeyError) this module
- * returns an error naming the value.
+ * returns an error naming the value.  This file holds the checks and the
+ * dotted-key and env steps; render_compile.c compiles the template and
+ * runs the substitution, and render_apply compiles for each call.
  */
 #include <string.h>
 
@@ -103,7 +105,7 @@ json_t *render_merge_job_variables(const json_t *deployment_vars, const json_t *
  * in attrs` also runs on non-objects in Python, which raises unless attrs
  * is an array or string without "default".  The defaults themselves are
  * looked up in place (render_lookup_layered), not copied. */
-static int check_properties(const json_t *properties, char *err, size_t errlen)
+int render_check_properties(const json_t *properties, char *err, size_t errlen)
 {
     const char *name;
     json_t *attrs;
@@ -129,15 +131,6 @@ static int check_properties(const json_t *properties, char *err, size_t errlen)
         return -1;
     }
     return 0;
-}
-
-/* The non-null default of a property, or NULL. */
-static const json_t *property_default(const json_t *properties, const char *name)
-{
-    json_t *attrs = json_object_get(properties, name);
-    json_t *def = json_is_object(attrs) ? json_object_get(attrs, "default") : NULL;
-
-    return def && !json_is_null(def) ? def : NULL;
 }
 
 /* set_in_dict(root, key, value) for a key with dots. */
@@ -270,16 +263,6 @@ static int has_dotted_key(const json_t *job_vars)
     return 0;
 }
 
-/* The env template that will be rendered: job_configuration.env seeded with
- * the default env and merged with the job variables' env, each only when
- * truthy, as from_template_and_values does.  It is kept as the list of
- * objects to unite, so no merged copy is built.  A single entry may be any
- * value, and n == 0 when the template has no env and nothing seeds one. */
-struct env_layers {
-    const json_t *layer[3];
-    size_t n;
-};
-
 static int env_union_check(const json_t *b, const char *what, char *err, size_t errlen)
 {
     if (json_is_object(b))
@@ -289,8 +272,8 @@ static int env_union_check(const json_t *b, const char *what, char *err, size_t 
     return -1;
 }
 
-static int effective_env(const json_t *config_env, const json_t *default_env,
-                         const json_t *vars_env, struct env_layers *env, char *err,
+int render_effective_env(const json_t *config_env, const json_t *default_env,
+                         const json_t *vars_env, struct render_env_layers *env, char *err,
                          size_t errlen)
 {
     env->n = 0;
@@ -314,136 +297,28 @@ static int effective_env(const json_t *config_env, const json_t *default_env,
     return 0;
 }
 
-static int render_field(json_t *result, const char *key, const json_t *tmpl, const json_t *vars,
-                        const json_t *properties, render_getenv_fn environ_lookup,
-                        void *environ_arg, char *err, size_t errlen)
+json_t *render_expand_dotted(const json_t *job_vars, char *err, size_t errlen)
 {
-    json_t *rendered;
+    json_t *vars;
 
-    if (render_apply_layered(tmpl, vars, properties, environ_lookup, environ_arg, &rendered, err,
-                             errlen) < 0)
-        return -1;
-    if (rendered && json_object_set_new_nocheck(result, key, rendered) < 0) {
+    if (json_is_object(job_vars) && has_dotted_key(job_vars))
+        return transform_dotted(job_vars, err, errlen);
+    vars = json_is_object(job_vars) ? json_incref((json_t *)job_vars) : json_object();
+    if (!vars)
         render_errf(err, errlen, "out of memory");
-        return -1;
-    }
-    return 0;
-}
-
-/* render_field for the env: one layer is rendered as is, several as
- * their union. */
-static int render_env_field(json_t *result, const struct env_layers *env, const json_t *vars,
-                            const json_t *properties, render_getenv_fn environ_lookup,
-                            void *environ_arg, char *err, size_t errlen)
-{
-    json_t *rendered;
-
-    if (env->n == 1)
-        return render_field(result, "env", env->layer[0], vars, properties, environ_lookup,
-                            environ_arg, err, errlen);
-    if (render_apply_union(env->layer, env->n, vars, properties, environ_lookup, environ_arg,
-                           &rendered, err, errlen) < 0)
-        return -1;
-    if (json_object_set_new_nocheck(result, "env", rendered) < 0) {
-        render_errf(err, errlen, "out of memory");
-        return -1;
-    }
-    return 0;
+    return vars;
 }
 
 json_t *render_apply(const json_t *base_template, const json_t *job_vars,
                      render_getenv_fn environ_lookup, void *environ_arg,
                      char *err, size_t errlen)
 {
-    const json_t *job_config;
-    const json_t *variables;
-    const json_t *properties;
-    const json_t *vars_env;
-    json_t *vars = NULL;
-    struct env_layers env;
-    json_t *result = NULL;
-    json_t *empty = NULL;
-    const char *key;
-    json_t *tmpl;
-    void *iter;
+    struct render_template *tmpl = render_template_compile(base_template, err, errlen);
+    json_t *result;
 
-    if (!json_is_object(base_template)) {
-        render_errf(err, errlen, "the base job template must be an object");
-        goto fail;
-    }
-    job_config = json_object_get(base_template, "job_configuration");
-    variables = json_object_get(base_template, "variables");
-    if (!json_is_object(job_config)) {
-        render_errf(err, errlen, "the base job template's job_configuration must be an object, not %s",
-                    job_config ? type_name(job_config) : "missing");
-        goto fail;
-    }
-    if (!json_is_object(variables)) {
-        render_errf(err, errlen, "the base job template's variables must be an object, not %s",
-                    variables ? type_name(variables) : "missing");
-        goto fail;
-    }
-    properties = json_object_get(variables, "properties");
-    if (!properties)
-        properties = empty = json_object();
-    if (!json_is_object(properties)) {
-        render_errf(err, errlen, "variables.properties must be an object, not %s",
-                    type_name(properties));
-        goto fail;
-    }
-    if (job_vars && !json_is_null(job_vars) && !json_is_object(job_vars)) {
-        render_errf(err, errlen, "job variables must be an object, not %s", type_name(job_vars));
-        goto fail;
-    }
-    if (check_properties(properties, err, errlen) < 0)
-        goto fail;
-
-    /* Prefect's `variables`: the defaults updated with the job variables
-     * (dotted keys expanded), seen through render_lookup_layered. */
-    if (json_is_object(job_vars) && has_dotted_key(job_vars))
-        vars = transform_dotted(job_vars, err, errlen);
-    else
-        vars = json_is_object(job_vars) ? json_incref((json_t *)job_vars) : json_object();
-    if (!vars)
-        goto fail;
-
-    vars_env = json_object_get(vars, "env");
-    if (!vars_env)
-        vars_env = property_default(properties, "env");
-    if (effective_env(json_object_get(job_config, "env"), property_default(properties, "env"),
-                      vars_env, &env, err, errlen) < 0)
-        goto fail;
-
-    result = json_object();
-    if (!result) {
-        render_errf(err, errlen, "out of memory");
-        goto fail;
-    }
-    RENDER_OBJECT_FOREACH((json_t *)job_config, iter, key, tmpl) {
-        int rc;
-
-        if (strcmp(key, "env") == 0)
-            rc = render_env_field(result, &env, vars, properties, environ_lookup, environ_arg, err,
-                                  errlen);
-        else
-            rc = render_field(result, key, tmpl, vars, properties, environ_lookup, environ_arg,
-                              err, errlen);
-        if (rc < 0)
-            goto fail;
-    }
-    /* A default env seeds the key even when the template lacks it. */
-    if (env.n && !json_object_get(job_config, "env") &&
-        render_env_field(result, &env, vars, properties, environ_lookup, environ_arg, err,
-                         errlen) < 0)
-        goto fail;
-
-    json_decref(vars);
-    json_decref(empty);
+    if (!tmpl)
+        return NULL;
+    result = render_template_apply(tmpl, job_vars, environ_lookup, environ_arg, err, errlen);
+    render_template_free(&tmpl);
     return result;
-
-fail:
-    json_decref(result);
-    json_decref(vars);
-    json_decref(empty);
-    return NULL;
 }

@@ -212,8 +212,7 @@ static json_t *string_index(const json_t *value, long long index)
     }
 }
 
-/* One step of get_from_dict; returns a new reference or NULL (unset). */
-static json_t *lookup_step(const json_t *value, const char *seg, size_t seglen)
+json_t *render_lookup_segment(const json_t *value, const char *seg, size_t seglen)
 {
     long long index;
     int big;
@@ -251,7 +250,7 @@ json_t *render_lookup(const json_t *root, const char *path, size_t len)
     }
     for (size_t i = 0; i <= len && current; i++) {
         if (i == len || path[i] == '.' || path[i] == '[') {
-            json_t *next = lookup_step(current, seg, seglen);
+            json_t *next = render_lookup_segment(current, seg, seglen);
             json_decref(current);
             current = next;
             seglen = 0;

@@ -1,0 +1,781 @@
+/*
+ * Compiled base job templates: render_apply with the template's work done
+ * once.  Compiling checks the template, finds every placeholder of
+ * job_configuration, splits each name into its lookup path and resolves the
+ * schema default of the path's first segment.  Applying then looks each
+ * placeholder up in the job variables and falls back to that default, which
+ * is what render_lookup_layered does by looking in properties every time.
+ *
+ * Job variable values inserted into the configuration are not templates, and
+ * env entries that come from job variables are rendered with the uncompiled
+ * code in render_apply.c, so both paths give the same output.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "render.h"
+
+/* A standard placeholder's name, split as render_lookup_layered splits it. */
+struct compiled_path {
+    const char *first; /* first segment with ']' removed */
+    size_t first_len;
+    const json_t *fallback; /* non-null schema default of the first segment */
+    size_t nseg;            /* segments after the first, for render_lookup_segment */
+    const char **seg;
+    size_t *seg_len;
+};
+
+enum piece_kind {
+    PIECE_TEXT,     /* template text, block and variable placeholders included */
+    PIECE_STANDARD, /* str() of a looked-up value, nothing when unset */
+    PIECE_ENV       /* the worker's environment value, nothing when unset */
+};
+
+struct piece {
+    enum piece_kind kind;
+    const char *text; /* PIECE_TEXT: into the template string; PIECE_ENV: NUL-terminated name */
+    size_t len;
+    struct compiled_path path;
+};
+
+enum node_kind {
+    NODE_LITERAL, /* no standard or env placeholder below: a copy of the template */
+    NODE_WHOLE,   /* a string that is one standard placeholder */
+    NODE_INLINE,  /* a string with standard or env placeholders among other text */
+    NODE_OBJECT,
+    NODE_ARRAY
+};
+
+struct node {
+    enum node_kind kind;
+    const json_t *value; /* the template value */
+    size_t n;            /* pieces or children */
+    union {
+        struct compiled_path path; /* NODE_WHOLE */
+        struct piece *pieces;      /* NODE_INLINE */
+        struct node *children;     /* NODE_OBJECT, NODE_ARRAY (in iteration order) */
+    } u;
+    const char *key; /* as a child of an object */
+    size_t key_len;
+};
+
+/* Blocks of memory owned by one compiled template, freed together. */
+struct arena_block {
+    struct arena_block *next;
+    size_t used, cap;
+    max_align_t data[];
+};
+
+struct render_template {
+    json_t *base; /* a reference that keeps the borrowed values below alive */
+    const json_t *job_config;
+    const json_t *properties;
+    json_t *empty_properties; /* when the template has none */
+    const json_t *default_env; /* non-null default of properties.env */
+    char *properties_error;    /* check_properties' message, reported when applied */
+    size_t nfields;
+    struct node *fields; /* job_configuration's members in order */
+    const struct node *env_field; /* the member named env, or NULL */
+    struct arena_block *arena;
+};
+
+struct compile_ctx {
+    struct render_template *tmpl;
+    char *err;
+    size_t errlen;
+};
+
+static void *arena_alloc(struct render_template *tmpl, size_t size)
+{
+    struct arena_block *block = tmpl->arena;
+    size_t align = sizeof(max_align_t);
+    void *out;
+
+    size = (size + align - 1) / align * align;
+    if (!block || block->cap - block->used < size) {
+        size_t cap = size > 4096 ? size : 4096;
+
+        block = malloc(sizeof(*block) + cap);
+        if (!block)
+            return NULL;
+        block->next = tmpl->arena;
+        block->used = 0;
+        block->cap = cap;
+        tmpl->arena = block;
+    }
+    out = (char *)block->data + block->used;
+    block->used += size;
+    memset(out, 0, size);
+    return out;
+}
+
+static char *arena_strndup(struct render_template *tmpl, const char *text, size_t len)
+{
+    char *out = arena_alloc(tmpl, len + 1);
+
+    if (out) {
+        memcpy(out, text, len);
+        out[len] = '\0';
+    }
+    return out;
+}
+
+/* The non-null "default" of properties[name], as render_lookup_layered
+ * falls back to it. */
+static const json_t *schema_default(const json_t *properties, const char *name, size_t len)
+{
+    json_t *attrs = json_object_getn(properties, name, len);
+    json_t *def = json_is_object(attrs) ? json_object_getn(attrs, "default", 7) : NULL;
+
+    return def && !json_is_null(def) ? def : NULL;
+}
+
+/* Splits a placeholder name: the first segment ends at the first '.' or
+ * '[' and loses its ']'; the rest is cut as render_lookup cuts a path. */
+static int compile_path(struct compile_ctx *cc, const char *name, size_t len,
+                        struct compiled_path *path)
+{
+    struct render_template *tmpl = cc->tmpl;
+    size_t d = 0;
+    size_t nseg = 0;
+    char *first;
+    char *segs;
+    size_t n = 0;
+
+    while (d < len && name[d] != '.' && name[d] != '[')
+        d++;
+    first = arena_alloc(tmpl, d + 1);
+    if (!first)
+        return -1;
+    for (size_t i = 0; i < d; i++)
+        if (name[i] != ']')
+            first[n++] = name[i];
+    path->first = first;
+    path->first_len = n;
+    path->fallback = schema_default(tmpl->properties, first, n);
+    if (d == len)
+        return 0;
+
+    /* render_lookup(root, rest): every '.' or '[' and the end close a
+     * segment, so a trailing separator leaves an empty last segment. */
+    name += d + 1;
+    len -= d + 1;
+    for (size_t i = 0; i < len; i++)
+        if (name[i] == '.' || name[i] == '[')
+            nseg++;
+    nseg++;
+    path->seg = arena_alloc(tmpl, nseg * sizeof(*path->seg));
+    path->seg_len = arena_alloc(tmpl, nseg * sizeof(*path->seg_len));
+    segs = arena_alloc(tmpl, len + 1);
+    if (!path->seg || !path->seg_len || !segs)
+        return -1;
+    path->nseg = nseg;
+    nseg = 0;
+    path->seg[0] = segs;
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || name[i] == '.' || name[i] == '[') {
+            path->seg_len[nseg] = (size_t)(segs - path->seg[nseg]);
+            if (++nseg < path->nseg)
+                path->seg[nseg] = segs;
+        } else if (name[i] != ']') {
+            *segs++ = name[i];
+        }
+    }
+    return 0;
+}
+
+static int compile_node(struct compile_ctx *cc, const json_t *value, struct node *node,
+                        int depth);
+
+/* A string: literal unless it holds a standard or env placeholder. */
+static int compile_string(struct compile_ctx *cc, const json_t *value, struct node *node)
+{
+    const char *text = json_string_value(value);
+    size_t len = json_string_length(value);
+    struct render_ph ph;
+    size_t count = 0;
+    size_t pos = 0;
+    size_t text_start = 0;
+    int active = 0;
+
+    while (render_ph_next(text, len, pos, &ph)) {
+        count++;
+        if (ph.kind == RENDER_PH_STANDARD || ph.kind == RENDER_PH_ENV)
+            active = 1;
+        pos = ph.end;
+    }
+    node->kind = NODE_LITERAL;
+    if (!active)
+        return 0;
+    if (count == 1 && render_ph_next(text, len, 0, &ph) && ph.start == 0 && ph.end == len &&
+        ph.kind == RENDER_PH_STANDARD) {
+        node->kind = NODE_WHOLE;
+        return compile_path(cc, text + ph.name_start, ph.name_end - ph.name_start, &node->u.path);
+    }
+
+    /* At most two pieces per placeholder plus the tail. */
+    node->kind = NODE_INLINE;
+    node->u.pieces = arena_alloc(cc->tmpl, (2 * count + 1) * sizeof(struct piece));
+    if (!node->u.pieces)
+        return -1;
+    pos = 0;
+    while (render_ph_next(text, len, pos, &ph)) {
+        const char *name = text + ph.name_start;
+        size_t name_len = ph.name_end - ph.name_start;
+        struct piece *piece;
+
+        pos = ph.end;
+        if (ph.kind != RENDER_PH_STANDARD && ph.kind != RENDER_PH_ENV)
+            continue; /* kept as text for the block and variable passes */
+        if (ph.start > text_start) {
+            piece = &node->u.pieces[node->n++];
+            piece->kind = PIECE_TEXT;
+            piece->text = text + text_start;
+            piece->len = ph.start - text_start;
+        }
+        text_start = ph.end;
+        piece = &node->u.pieces[node->n++];
+        if (ph.kind == RENDER_PH_STANDARD) {
+            piece->kind = PIECE_STANDARD;
+            if (compile_path(cc, name, name_len, &piece->path) < 0)
+                return -1;
+            continue;
+        }
+        /* str.lstrip("$") */
+        while (name_len > 0 && *name == '$') {
+            name++;
+            name_len--;
+        }
+        piece->kind = PIECE_ENV;
+        piece->text = arena_strndup(cc->tmpl, name, name_len);
+        if (!piece->text)
+            return -1;
+    }
+    if (len > text_start) {
+        struct piece *piece = &node->u.pieces[node->n++];
+
+        piece->kind = PIECE_TEXT;
+        piece->text = text + text_start;
+        piece->len = len - text_start;
+    }
+    return 0;
+}
+
+/* A container whose children are all literal is literal itself. */
+static int compile_container(struct compile_ctx *cc, const json_t *value, struct node *node,
+                             int depth)
+{
+    size_t n = json_is_object(value) ? json_object_size(value) : json_array_size(value);
+    int active = 0;
+
+    node->kind = json_is_object(value) ? NODE_OBJECT : NODE_ARRAY;
+    node->n = n;
+    if (n == 0) {
+        node->kind = NODE_LITERAL;
+        return 0;
+    }
+    node->u.children = arena_alloc(cc->tmpl, n * sizeof(struct node));
+    if (!node->u.children)
+        return -1;
+    if (json_is_object(value)) {
+        const char *key;
+        json_t *item;
+        void *iter;
+        size_t i = 0;
+
+        RENDER_OBJECT_FOREACH((json_t *)value, iter, key, item) {
+            struct node *child = &node->u.children[i++];
+
+            child->key = key;
+            child->key_len = json_object_iter_key_len(iter);
+            if (compile_node(cc, item, child, depth + 1) < 0)
+                return -1;
+            active |= child->kind != NODE_LITERAL;
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            struct node *child = &node->u.children[i];
+
+            if (compile_node(cc, json_array_get(value, i), child, depth + 1) < 0)
+                return -1;
+            active |= child->kind != NODE_LITERAL;
+        }
+    }
+    if (!active)
+        node->kind = NODE_LITERAL;
+    return 0;
+}
+
+static int compile_node(struct compile_ctx *cc, const json_t *value, struct node *node,
+                        int depth)
+{
+    node->value = value;
+    if (depth > RENDER_MAX_DEPTH) {
+        render_errf(cc->err, cc->errlen, "template nests deeper than %d levels",
+                    RENDER_MAX_DEPTH);
+        return -2;
+    }
+    if (json_is_string(value))
+        return compile_string(cc, value, node);
+    if (json_is_object(value) || json_is_array(value))
+        return compile_container(cc, value, node, depth);
+    node->kind = NODE_LITERAL;
+    return 0;
+}
+
+void render_template_free(struct render_template **tmpl)
+{
+    struct arena_block *block;
+
+    if (!tmpl || !*tmpl)
+        return;
+    block = (*tmpl)->arena;
+    while (block) {
+        struct arena_block *next = block->next;
+
+        free(block);
+        block = next;
+    }
+    json_decref((*tmpl)->base);
+    json_decref((*tmpl)->empty_properties);
+    free((*tmpl)->properties_error);
+    free(*tmpl);
+    *tmpl = NULL;
+}
+
+/* The checks render_apply makes on the template itself, in its order. */
+static int check_template(struct render_template *tmpl, const json_t *base, char *err,
+                          size_t errlen)
+{
+    const json_t *variables;
+
+    if (!json_is_object(base)) {
+        render_errf(err, errlen, "the base job template must be an object");
+        return -1;
+    }
+    tmpl->job_config = json_object_get(base, "job_configuration");
+    variables = json_object_get(base, "variables");
+    if (!json_is_object(tmpl->job_config)) {
+        render_errf(err, errlen, "the base job template's job_configuration must be an object, not %s",
+                    tmpl->job_config ? render_type_name(tmpl->job_config) : "missing");
+        return -1;
+    }
+    if (!json_is_object(variables)) {
+        render_errf(err, errlen, "the base job template's variables must be an object, not %s",
+                    variables ? render_type_name(variables) : "missing");
+        return -1;
+    }
+    tmpl->properties = json_object_get(variables, "properties");
+    if (!tmpl->properties) {
+        tmpl->properties = tmpl->empty_properties = json_object();
+        if (!tmpl->empty_properties) {
+            render_errf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    if (!json_is_object(tmpl->properties)) {
+        render_errf(err, errlen, "variables.properties must be an object, not %s",
+                    render_type_name(tmpl->properties));
+        return -1;
+    }
+    return 0;
+}
+
+struct render_template *render_template_compile(const json_t *base_template, char *err,
+                                                size_t errlen)
+{
+    struct render_template *tmpl = calloc(1, sizeof(*tmpl));
+    struct compile_ctx cc = {.tmpl = tmpl, .err = err, .errlen = errlen};
+    char message[512];
+    const char *key;
+    json_t *value;
+    void *iter;
+    size_t i = 0;
+
+    if (!tmpl) {
+        render_errf(err, errlen, "out of memory");
+        return NULL;
+    }
+    tmpl->base = json_incref((json_t *)base_template);
+    if (check_template(tmpl, base_template, err, errlen) < 0)
+        goto fail;
+
+    /* render_apply checks the job variables before the properties, so a
+     * bad property is reported when the template is applied. */
+    if (render_check_properties(tmpl->properties, message, sizeof(message)) < 0) {
+        tmpl->properties_error = strdup(message);
+        if (!tmpl->properties_error)
+            goto nomem;
+        return tmpl;
+    }
+    tmpl->default_env = schema_default(tmpl->properties, "env", 3);
+
+    tmpl->nfields = json_object_size(tmpl->job_config);
+    tmpl->fields = arena_alloc(tmpl, (tmpl->nfields ? tmpl->nfields : 1) * sizeof(struct node));
+    if (!tmpl->fields)
+        goto nomem;
+    RENDER_OBJECT_FOREACH((json_t *)tmpl->job_config, iter, key, value) {
+        struct node *field = &tmpl->fields[i++];
+        int rc;
+
+        field->key = key;
+        field->key_len = json_object_iter_key_len(iter);
+        rc = compile_node(&cc, value, field, 0);
+        if (rc == -2)
+            goto fail;
+        if (rc < 0)
+            goto nomem;
+        if (strcmp(key, "env") == 0)
+            tmpl->env_field = field;
+    }
+    return tmpl;
+
+nomem:
+    render_errf(err, errlen, "out of memory");
+fail:
+    render_template_free(&tmpl);
+    return NULL;
+}
+
+/* ---- applying ---- */
+
+struct apply_ctx {
+    const struct render_template *tmpl;
+    const json_t *values;
+    render_getenv_fn environ_lookup;
+    void *environ_arg;
+    char *err;
+    size_t errlen;
+};
+
+static const char *default_getenv(const char *name, void *arg)
+{
+    (void)arg;
+    return getenv(name);
+}
+
+/* The value of a compiled path: a new reference, or NULL when unset. */
+static json_t *path_lookup(const struct apply_ctx *ctx, const struct compiled_path *path)
+{
+    json_t *current = json_object_getn(ctx->values, path->first, path->first_len);
+
+    if (!current)
+        current = (json_t *)path->fallback;
+    if (!current)
+        return NULL;
+    current = json_incref(current);
+    for (size_t i = 0; i < path->nseg && current; i++) {
+        json_t *next = render_lookup_segment(current, path->seg[i], path->seg_len[i]);
+
+        json_decref(current);
+        current = next;
+    }
+    return current;
+}
+
+static json_t *apply_inline(const struct apply_ctx *ctx, const struct node *node)
+{
+    struct render_buf buf; /* header zeroed below; small is scratch */
+    int foreign = 0; /* an environment value, which may not be UTF-8, was spliced in */
+    json_t *out;
+
+    buf.data = NULL;
+    buf.len = buf.cap = 0;
+    buf.failed = 0;
+    for (size_t i = 0; i < node->n; i++) {
+        const struct piece *piece = &node->u.pieces[i];
+
+        if (piece->kind == PIECE_TEXT) {
+            render_buf_append(&buf, piece->text, piece->len);
+        } else if (piece->kind == PIECE_STANDARD) {
+            json_t *value = path_lookup(ctx, &piece->path);
+
+            if (value)
+                render_pytext_append(&buf, value, 1);
+            json_decref(value);
+        } else {
+            const char *value = ctx->environ_lookup(piece->text, ctx->environ_arg);
+
+            if (value) {
+                render_buf_append(&buf, value, strlen(value));
+                foreign = 1;
+            }
+        }
+    }
+    if (buf.failed) {
+        render_buf_free(&buf);
+        render_errf(ctx->err, ctx->errlen,
+                    "rendered string exceeds %zu bytes or memory is exhausted",
+                    (size_t)RENDER_MAX_TEXT);
+        return NULL;
+    }
+    /* Only environment text can bring invalid UTF-8 (see render_apply.c). */
+    out = foreign ? json_stringn(buf.data ? buf.data : "", buf.len)
+                  : json_stringn_nocheck(buf.data ? buf.data : "", buf.len);
+    render_buf_free(&buf);
+    if (!out)
+        render_errf(ctx->err, ctx->errlen, "rendered string is not valid UTF-8 or memory is exhausted");
+    return out;
+}
+
+/* Renders a compiled node into *out (NULL when a whole-string placeholder
+ * is unset).  Returns 0 or -1 with err. */
+static int apply_node(const struct apply_ctx *ctx, const struct node *node, json_t **out)
+{
+    json_t *result;
+
+    *out = NULL;
+    switch (node->kind) {
+    case NODE_LITERAL:
+        *out = render_copy(node->value);
+        break;
+    case NODE_WHOLE: {
+        json_t *value = path_lookup(ctx, &node->u.path);
+
+        if (!value)
+            return 0;
+        *out = render_copy(value);
+        json_decref(value);
+        break;
+    }
+    case NODE_INLINE:
+        *out = apply_inline(ctx, node);
+        return *out ? 0 : -1;
+    case NODE_OBJECT:
+        result = json_object();
+        if (!result)
+            break;
+        for (size_t i = 0; i < node->n; i++) {
+            const struct node *child = &node->u.children[i];
+            json_t *rendered;
+
+            if (apply_node(ctx, child, &rendered) < 0) {
+                json_decref(result);
+                return -1;
+            }
+            if (rendered &&
+                json_object_setn_new_nocheck(result, child->key, child->key_len, rendered) < 0) {
+                json_decref(result);
+                goto nomem;
+            }
+        }
+        *out = result;
+        break;
+    case NODE_ARRAY:
+        result = json_array();
+        if (!result)
+            break;
+        for (size_t i = 0; i < node->n; i++) {
+            json_t *rendered;
+
+            if (apply_node(ctx, &node->u.children[i], &rendered) < 0) {
+                json_decref(result);
+                return -1;
+            }
+            if (rendered && json_array_append_new(result, rendered) < 0) {
+                json_decref(result);
+                goto nomem;
+            }
+        }
+        *out = result;
+        break;
+    }
+    if (*out)
+        return 0;
+
+nomem:
+    render_errf(ctx->err, ctx->errlen, "out of memory");
+    return -1;
+}
+
+/* The template value of key in layers (the last one holding it), or NULL. */
+static const json_t *later_value(const json_t *const *layers, size_t n, const char *key,
+                                 size_t key_len)
+{
+    for (size_t j = n; j-- > 0;) {
+        const json_t *found = json_object_getn(layers[j], key, key_len);
+
+        if (found)
+            return found;
+    }
+    return NULL;
+}
+
+static int seen_before(const json_t *const *layers, size_t n, const char *key, size_t key_len)
+{
+    for (size_t j = 0; j < n; j++)
+        if (json_object_getn(layers[j], key, key_len))
+            return 1;
+    return 0;
+}
+
+/* One member of the env union: the template's own member renders
+ * compiled (a literal env object is copied); members from the schema
+ * default or the job variables render with render_apply_item. */
+static int apply_env_member(const struct apply_ctx *ctx, const struct node *compiled, size_t k,
+                            const json_t *item, json_t **out)
+{
+    if (compiled && compiled->kind == NODE_OBJECT)
+        return apply_node(ctx, &compiled->u.children[k], out);
+    if (compiled) {
+        *out = render_copy(item);
+        if (*out)
+            return 0;
+        render_errf(ctx->err, ctx->errlen, "out of memory");
+        return -1;
+    }
+    return render_apply_item(item, ctx->values, ctx->tmpl->properties, ctx->environ_lookup,
+                             ctx->environ_arg, 1, out, ctx->err, ctx->errlen);
+}
+
+/* Python's dict union of the env layers, rendered: each key at its first
+ * position with the value of its last layer, unset values dropped.
+ * compiled is the template's env when it is layer 0, else NULL. */
+static int apply_env_union(const struct apply_ctx *ctx, const struct node *compiled,
+                           const struct render_env_layers *env, json_t **out)
+{
+    json_t *result = json_object();
+
+    *out = NULL;
+    if (!result)
+        goto nomem;
+    for (size_t i = 0; i < env->n; i++) {
+        const char *key;
+        json_t *item;
+        void *iter;
+        size_t k = 0;
+
+        RENDER_OBJECT_FOREACH((json_t *)env->layer[i], iter, key, item) {
+            size_t key_len = json_object_iter_key_len(iter);
+            const json_t *later = later_value(env->layer + i + 1, env->n - i - 1, key, key_len);
+            json_t *rendered;
+            int rc;
+
+            if (i > 0 && seen_before(env->layer, i, key, key_len))
+                continue;
+            if (later)
+                rc = apply_env_member(ctx, NULL, 0, later, &rendered);
+            else
+                rc = apply_env_member(ctx, i == 0 ? compiled : NULL, k, item, &rendered);
+            k++;
+            if (rc < 0) {
+                json_decref(result);
+                return -1;
+            }
+            if (rendered && json_object_setn_new_nocheck(result, key, key_len, rendered) < 0) {
+                json_decref(result);
+                goto nomem;
+            }
+        }
+    }
+    *out = result;
+    return 0;
+
+nomem:
+    render_errf(ctx->err, ctx->errlen, "out of memory");
+    return -1;
+}
+
+/* The env member: one layer renders as is, several as their union. */
+static int apply_env(const struct apply_ctx *ctx, const struct render_env_layers *env,
+                     json_t *result)
+{
+    const struct node *field = ctx->tmpl->env_field;
+    const struct node *compiled = NULL;
+    json_t *rendered;
+    int rc;
+
+    /* The compiled env lines up with layer 0 only when layer 0 is the
+     * template's env object. */
+    if (field && env->layer[0] == field->value && json_is_object(field->value))
+        compiled = field;
+    if (env->n == 1 && field && env->layer[0] == field->value)
+        rc = apply_node(ctx, field, &rendered);
+    else if (env->n == 1)
+        rc = render_apply_item(env->layer[0], ctx->values, ctx->tmpl->properties,
+                               ctx->environ_lookup, ctx->environ_arg, 0, &rendered, ctx->err,
+                               ctx->errlen);
+    else
+        rc = apply_env_union(ctx, compiled, env, &rendered);
+    if (rc < 0)
+        return -1;
+    if (rendered && json_object_setn_new_nocheck(result, "env", 3, rendered) < 0) {
+        render_errf(ctx->err, ctx->errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+json_t *render_template_apply(const struct render_template *tmpl, const json_t *job_vars,
+                              render_getenv_fn environ_lookup, void *environ_arg, char *err,
+                              size_t errlen)
+{
+    struct apply_ctx ctx = {
+        .tmpl = tmpl,
+        .environ_lookup = environ_lookup ? environ_lookup : default_getenv,
+        .environ_arg = environ_arg,
+        .err = err,
+        .errlen = errlen,
+    };
+    const json_t *vars_env;
+    struct render_env_layers env;
+    json_t *vars = NULL;
+    json_t *result = NULL;
+
+    if (job_vars && !json_is_null(job_vars) && !json_is_object(job_vars)) {
+        render_errf(err, errlen, "job variables must be an object, not %s",
+                    render_type_name(job_vars));
+        return NULL;
+    }
+    if (tmpl->properties_error) {
+        render_errf(err, errlen, "%s", tmpl->properties_error);
+        return NULL;
+    }
+
+    /* Prefect's `variables`: the defaults updated with the job variables
+     * (dotted keys expanded); the compiled paths hold the defaults. */
+    vars = render_expand_dotted(job_vars, err, errlen);
+    if (!vars)
+        return NULL;
+    ctx.values = vars;
+
+    vars_env = json_object_getn(vars, "env", 3);
+    if (!vars_env)
+        vars_env = tmpl->default_env;
+    if (render_effective_env(json_object_getn(tmpl->job_config, "env", 3), tmpl->default_env,
+                             vars_env, &env, err, errlen) < 0)
+        goto fail;
+
+    result = json_object();
+    if (!result) {
+        render_errf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < tmpl->nfields; i++) {
+        const struct node *field = &tmpl->fields[i];
+        json_t *rendered;
+
+        if (field == tmpl->env_field) {
+            if (apply_env(&ctx, &env, result) < 0)
+                goto fail;
+            continue;
+        }
+        if (apply_node(&ctx, field, &rendered) < 0)
+            goto fail;
+        if (rendered &&
+            json_object_setn_new_nocheck(result, field->key, field->key_len, rendered) < 0) {
+            render_errf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
+    /* A default env seeds the key even when the template lacks it. */
+    if (env.n && !tmpl->env_field && apply_env(&ctx, &env, result) < 0)
+        goto fail;
+    json_decref(vars);
+    return result;
+
+fail:
+    json_decref(result);
+    json_decref(vars);
+    return NULL;
+}
