@@ -422,11 +422,35 @@ run_fetch(struct worker *w, struct run *r)
         run_fetched(w, r);
 }
 
+/* The pool's base job template compiled for rendering.  It is compiled
+ * again when w->pool's template is another object (the worker replaces
+ * w->pool when it rereads the pool); the reference held on the source keeps
+ * its address from being reused meanwhile. */
+static struct {
+    json_t                 *source;
+    struct render_template *compiled;
+} run_template;
+
+static const struct render_template *
+run_compiled_template(const json_t *template, char *err, size_t errlen)
+{
+    if (run_template.compiled != NULL && run_template.source == template)
+        return run_template.compiled;
+    render_template_free(&run_template.compiled);
+    json_decref(run_template.source);
+    run_template.source = NULL;
+    run_template.compiled = render_template_compile(template, err, errlen);
+    if (run_template.compiled != NULL)
+        run_template.source = json_incref((json_t *)template);
+    return run_template.compiled;
+}
+
 static void
 run_fetched(struct worker *w, struct run *r)
 {
     const char *deployment_id = json_string_value(json_object_get(r->flow_run, "deployment_id"));
     const json_t *template;
+    const struct render_template *compiled;
     json_t *vars;
     char err[1024];
 
@@ -457,7 +481,8 @@ run_fetched(struct worker *w, struct run *r)
         run_crash(w, r, "Failed to submit flow run to infrastructure: invalid job variables: %s", err);
         return;
     }
-    r->config = render_apply(template, vars, NULL, NULL, err, sizeof err);
+    compiled = run_compiled_template(template, err, sizeof err);
+    r->config = compiled ? render_template_apply(compiled, vars, NULL, NULL, err, sizeof err) : NULL;
     json_decref(vars);
     if (r->config == NULL) {
         run_crash(w, r, "Failed to submit flow run to infrastructure: %s", err);
