@@ -12,6 +12,8 @@
  *   config = render_apply(base_template, vars)
  *   refs   = render_collect_blocks(config)    -> fetch each -> render_resolve_blocks()
  *   names  = render_collect_variables(config) -> fetch each -> render_resolve_variables()
+ *   (render_resolve_blocks_collect does the block step and lists the names
+ *   in one walk.)
  *   render_prepare(config, &ctx)
  *   render_order_fields(config)       (only to print Prefect's key order)
  *
@@ -124,6 +126,12 @@ json_t *render_collect_blocks(const json_t *config);
  * from blocks means the document does not exist, which is an error, as are
  * an unresolvable attribute path and an inline object.  Returns 0 or -1. */
 int render_resolve_blocks(json_t *config, const json_t *blocks, char *err, size_t errlen);
+
+/* render_resolve_blocks, then render_collect_variables on the result, in
+ * one walk over config.  Returns the variable list (as
+ * render_collect_variables returns it), or NULL with err. */
+json_t *render_resolve_blocks_collect(json_t *config, const json_t *blocks, char *err,
+                                      size_t errlen);
 
 /* Lists the Prefect variable names a configuration refers to, each once. */
 json_t *render_collect_variables(const json_t *config);
@@ -310,6 +318,10 @@ int render_check_properties(const json_t *properties, char *err, size_t errlen);
 json_t *render_expand_dotted(const json_t *job_vars, char *err, size_t errlen);
 /* "an object", "a string", ... for messages. */
 const char *render_type_name(const json_t *value);
+
+/* Appends the variable names below node, at depth, to list (each once,
+ * seen holds those listed).  Returns 0 or -1 (no memory). */
+int render_collect_variables_into(const json_t *node, json_t *list, json_t *seen, int depth);
 
 /* Copies containers and shares scalars (see the note at the top). */
 json_t *render_copy(const json_t *value);

@@ -225,9 +225,21 @@ json_t *render_collect_blocks(const json_t *config)
 
 struct resolve_ctx {
     const json_t *blocks;
+    json_t *variables; /* when set, the variables of the result are listed here */
+    json_t *seen;      /* the names in variables */
     char *err;
     size_t errlen;
 };
+
+/* Lists the variables of a resolved value, which sits at depth. */
+static int list_variables(const struct resolve_ctx *ctx, const json_t *value, int depth)
+{
+    if (!ctx->variables ||
+        render_collect_variables_into(value, ctx->variables, ctx->seen, depth) == 0)
+        return 0;
+    render_errf(ctx->err, ctx->errlen, "out of memory");
+    return -1;
+}
 
 /* _resolve_single_placeholder: the value a block placeholder stands for,
  * as a new reference. */
@@ -286,7 +298,7 @@ done:
     return value;
 }
 
-static json_t *resolve_string(const struct resolve_ctx *ctx, const json_t *node)
+static json_t *resolve_string(const struct resolve_ctx *ctx, const json_t *node, int depth)
 {
     const char *text = json_string_value(node);
     size_t len = json_string_length(node);
@@ -294,23 +306,25 @@ static json_t *resolve_string(const struct resolve_ctx *ctx, const json_t *node)
      * strings return before the buffer is used. */
     struct render_buf buf;
     struct render_ph ph;
-    size_t pos = 0;
+    size_t pos;
     int any_block = 0;
     int count = 0;
     json_t *out;
 
+    if (!render_ph_next(text, len, 0, &ph))
+        return json_incref((json_t *)node);
     buf.data = NULL;
     buf.len = buf.cap = 0;
     buf.failed = 0;
 
-    while (render_ph_next(text, len, pos, &ph)) {
+    do {
         count++;
         if (ph.kind == RENDER_PH_BLOCK)
             any_block = 1;
         pos = ph.end;
-    }
+    } while (render_ph_next(text, len, pos, &ph));
     if (!any_block)
-        return json_incref((json_t *)node);
+        return list_variables(ctx, node, depth) < 0 ? NULL : json_incref((json_t *)node);
     if (count == 1 && render_ph_next(text, len, 0, &ph) && ph.start == 0 && ph.end == len) {
         json_t *value = resolve_placeholder(ctx, text, &ph);
         json_t *copy;
@@ -321,6 +335,10 @@ static json_t *resolve_string(const struct resolve_ctx *ctx, const json_t *node)
         json_decref(value);
         if (!copy)
             render_errf(ctx->err, ctx->errlen, "out of memory");
+        if (copy && list_variables(ctx, copy, depth) < 0) {
+            json_decref(copy);
+            return NULL;
+        }
         return copy;
     }
 
@@ -365,6 +383,10 @@ static json_t *resolve_string(const struct resolve_ctx *ctx, const json_t *node)
     render_buf_free(&buf);
     if (!out)
         render_errf(ctx->err, ctx->errlen, "out of memory");
+    if (out && list_variables(ctx, out, depth) < 0) {
+        json_decref(out);
+        return NULL;
+    }
     return out;
 }
 
@@ -386,6 +408,7 @@ static json_t *resolve_node(const struct resolve_ctx *ctx, json_t *node, int dep
         if (kind == 1) {
             char *dkey = malloc(strlen("document:") + json_string_length(id) + 1);
             const json_t *data;
+            json_t *copy;
 
             if (!dkey) {
                 render_errf(ctx->err, ctx->errlen, "out of memory");
@@ -402,7 +425,14 @@ static json_t *resolve_node(const struct resolve_ctx *ctx, json_t *node, int dep
                             json_string_value(id));
                 return NULL;
             }
-            return render_copy(data);
+            copy = render_copy(data);
+            if (!copy)
+                render_errf(ctx->err, ctx->errlen, "out of memory");
+            if (copy && list_variables(ctx, copy, depth) < 0) {
+                json_decref(copy);
+                return NULL;
+            }
+            return copy;
         }
         void *iter;
 
@@ -439,13 +469,15 @@ static json_t *resolve_node(const struct resolve_ctx *ctx, json_t *node, int dep
         return json_incref(node);
     }
     if (json_is_string(node))
-        return resolve_string(ctx, node);
+        return resolve_string(ctx, node, depth);
     return json_incref(node);
 }
 
-int render_resolve_blocks(json_t *config, const json_t *blocks, char *err, size_t errlen)
+static int resolve_blocks(json_t *config, const json_t *blocks, json_t *variables,
+                          char *err, size_t errlen)
 {
-    struct resolve_ctx ctx = {.blocks = blocks, .err = err, .errlen = errlen};
+    struct resolve_ctx ctx = {.blocks = blocks, .variables = variables, .err = err,
+                              .errlen = errlen};
     json_t *empty = NULL;
     json_t *result;
     int rc = -1;
@@ -459,6 +491,13 @@ int render_resolve_blocks(json_t *config, const json_t *blocks, char *err, size_
     if (!json_is_object(ctx.blocks)) {
         render_errf(err, errlen, "block documents must be an object mapping keys to data");
         goto done;
+    }
+    if (variables) {
+        ctx.seen = json_object();
+        if (!ctx.seen) {
+            render_errf(err, errlen, "out of memory");
+            goto done;
+        }
     }
     result = resolve_node(&ctx, config, 0);
     if (!result)
@@ -479,5 +518,27 @@ int render_resolve_blocks(json_t *config, const json_t *blocks, char *err, size_
 
 done:
     json_decref(empty);
+    json_decref(ctx.seen);
     return rc;
+}
+
+int render_resolve_blocks(json_t *config, const json_t *blocks, char *err, size_t errlen)
+{
+    return resolve_blocks(config, blocks, NULL, err, errlen);
+}
+
+json_t *render_resolve_blocks_collect(json_t *config, const json_t *blocks, char *err,
+                                      size_t errlen)
+{
+    json_t *variables = json_array();
+
+    if (!variables) {
+        render_errf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (resolve_blocks(config, blocks, variables, err, errlen) < 0) {
+        json_decref(variables);
+        return NULL;
+    }
+    return variables;
 }

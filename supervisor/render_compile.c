@@ -20,6 +20,7 @@ struct compiled_path {
     const char *first; /* first segment with ']' removed */
     size_t first_len;
     const json_t *fallback; /* non-null schema default of the first segment */
+    size_t slot;            /* index of the first segment in render_template.names */
     size_t nseg;            /* segments after the first, for render_lookup_segment */
     const char **seg;
     size_t *seg_len;
@@ -76,6 +77,8 @@ struct render_template {
     size_t nfields;
     struct node *fields; /* job_configuration's members in order */
     const struct node *env_field; /* the member named env, or NULL */
+    json_t *names;  /* each distinct first segment -> its slot (an integer) */
+    size_t nslots;
     struct arena_block *arena;
 };
 
@@ -130,6 +133,22 @@ static const json_t *schema_default(const json_t *properties, const char *name, 
     return def && !json_is_null(def) ? def : NULL;
 }
 
+/* Finds or assigns the slot of a first segment. */
+static int name_slot(struct render_template *tmpl, const char *name, size_t len, size_t *slot)
+{
+    json_t *index = json_object_getn(tmpl->names, name, len);
+
+    if (index) {
+        *slot = (size_t)json_integer_value(index);
+        return 0;
+    }
+    *slot = tmpl->nslots;
+    if (json_object_setn_new(tmpl->names, name, len, json_integer((json_int_t)*slot)) < 0)
+        return -1;
+    tmpl->nslots++;
+    return 0;
+}
+
 /* Splits a placeholder name: the first segment ends at the first '.' or
  * '[' and loses its ']'; the rest is cut as render_lookup cuts a path. */
 static int compile_path(struct compile_ctx *cc, const char *name, size_t len,
@@ -153,6 +172,8 @@ static int compile_path(struct compile_ctx *cc, const char *name, size_t len,
     path->first = first;
     path->first_len = n;
     path->fallback = schema_default(tmpl->properties, first, n);
+    if (name_slot(tmpl, first, n, &path->slot) < 0)
+        return -1;
     if (d == len)
         return 0;
 
@@ -338,6 +359,7 @@ void render_template_free(struct render_template **tmpl)
     }
     json_decref((*tmpl)->base);
     json_decref((*tmpl)->empty_properties);
+    json_decref((*tmpl)->names);
     free((*tmpl)->properties_error);
     free(*tmpl);
     *tmpl = NULL;
@@ -397,6 +419,9 @@ struct render_template *render_template_compile(const json_t *base_template, cha
         return NULL;
     }
     tmpl->base = json_incref((json_t *)base_template);
+    tmpl->names = json_object();
+    if (!tmpl->names)
+        goto nomem;
     if (check_template(tmpl, base_template, err, errlen) < 0)
         goto fail;
 
@@ -442,6 +467,7 @@ fail:
 struct apply_ctx {
     const struct render_template *tmpl;
     const json_t *values;
+    json_t **slots; /* values[name] of each slot's name, or NULL */
     render_getenv_fn environ_lookup;
     void *environ_arg;
     char *err;
@@ -457,7 +483,7 @@ static const char *default_getenv(const char *name, void *arg)
 /* The value of a compiled path: a new reference, or NULL when unset. */
 static json_t *path_lookup(const struct apply_ctx *ctx, const struct compiled_path *path)
 {
-    json_t *current = json_object_getn(ctx->values, path->first, path->first_len);
+    json_t *current = ctx->slots[path->slot];
 
     if (!current)
         current = (json_t *)path->fallback;
@@ -706,6 +732,29 @@ static int apply_env(const struct apply_ctx *ctx, const struct render_env_layers
     return 0;
 }
 
+/* Points each slot at the job variable of its name: one lookup per job
+ * variable instead of one per placeholder. */
+static int fill_slots(const struct render_template *tmpl, const json_t *vars, json_t **small,
+                      size_t small_count, json_t ***slots)
+{
+    const char *key;
+    json_t *value;
+    void *iter;
+
+    *slots = tmpl->nslots <= small_count ? small : calloc(tmpl->nslots, sizeof(json_t *));
+    if (!*slots)
+        return -1;
+    if (*slots == small)
+        memset(small, 0, tmpl->nslots * sizeof(json_t *));
+    RENDER_OBJECT_FOREACH((json_t *)vars, iter, key, value) {
+        json_t *slot = json_object_getn(tmpl->names, key, json_object_iter_key_len(iter));
+
+        if (slot)
+            (*slots)[json_integer_value(slot)] = value;
+    }
+    return 0;
+}
+
 json_t *render_template_apply(const struct render_template *tmpl, const json_t *job_vars,
                               render_getenv_fn environ_lookup, void *environ_arg, char *err,
                               size_t errlen)
@@ -719,6 +768,7 @@ json_t *render_template_apply(const struct render_template *tmpl, const json_t *
     };
     const json_t *vars_env;
     struct render_env_layers env;
+    json_t *small_slots[64];
     json_t *vars = NULL;
     json_t *result = NULL;
 
@@ -738,6 +788,11 @@ json_t *render_template_apply(const struct render_template *tmpl, const json_t *
     if (!vars)
         return NULL;
     ctx.values = vars;
+    if (fill_slots(tmpl, vars, small_slots, sizeof(small_slots) / sizeof(small_slots[0]),
+                   &ctx.slots) < 0) {
+        render_errf(err, errlen, "out of memory");
+        goto fail;
+    }
 
     vars_env = json_object_getn(vars, "env", 3);
     if (!vars_env)
@@ -772,10 +827,14 @@ json_t *render_template_apply(const struct render_template *tmpl, const json_t *
     if (env.n && !tmpl->env_field && apply_env(&ctx, &env, result) < 0)
         goto fail;
     json_decref(vars);
+    if (ctx.slots != small_slots)
+        free(ctx.slots);
     return result;
 
 fail:
     json_decref(result);
     json_decref(vars);
+    if (ctx.slots != small_slots)
+        free(ctx.slots);
     return NULL;
 }

@@ -32,7 +32,7 @@ static char *variable_name(const char *name, size_t len)
     return out;
 }
 
-static int collect_node(const json_t *node, json_t *list, json_t *seen, int depth)
+int render_collect_variables_into(const json_t *node, json_t *list, json_t *seen, int depth)
 {
     if (depth > RENDER_MAX_DEPTH)
         return 0;
@@ -42,7 +42,7 @@ static int collect_node(const json_t *node, json_t *list, json_t *seen, int dept
         void *iter;
 
         RENDER_OBJECT_FOREACH_VALUE((json_t *)node, iter, item)
-            if (collect_node(item, list, seen, depth + 1) < 0)
+            if (render_collect_variables_into(item, list, seen, depth + 1) < 0)
                 return -1;
         return 0;
     }
@@ -51,7 +51,7 @@ static int collect_node(const json_t *node, json_t *list, json_t *seen, int dept
         json_t *item;
 
         json_array_foreach(node, i, item)
-            if (collect_node(item, list, seen, depth + 1) < 0)
+            if (render_collect_variables_into(item, list, seen, depth + 1) < 0)
                 return -1;
         return 0;
     }
@@ -90,7 +90,7 @@ json_t *render_collect_variables(const json_t *config)
     json_t *list = json_array();
     json_t *seen = json_object();
 
-    if (!list || !seen || collect_node(config, list, seen, 0) < 0) {
+    if (!list || !seen || render_collect_variables_into(config, list, seen, 0) < 0) {
         json_decref(list);
         list = NULL;
     }

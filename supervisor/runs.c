@@ -650,12 +650,13 @@ static void
 run_blocks_found(struct worker *w, struct run *r)
 {
     char err[1024];
+    json_t *names = render_resolve_blocks_collect(r->config, r->found, err, sizeof err);
 
-    if (render_resolve_blocks(r->config, r->found, err, sizeof err) == -1) {
+    if (names == NULL) {
         run_crash(w, r, "Failed to submit flow run to infrastructure: %s", err);
         return;
     }
-    run_lookup(w, r, render_collect_variables(r->config), &run_variables);
+    run_lookup(w, r, names, &run_variables);
 }
 
 static void

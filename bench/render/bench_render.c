@@ -137,16 +137,16 @@ int main(int argc, char **argv)
                 fprintf(stderr, "render failed: %s\n", err);
                 return 1;
             }
+            /* The supervisor's steps: each list is fetched from the API. */
             refs = render_collect_blocks(config);
             json_decref(refs);
-            if (render_resolve_blocks(config, blocks, err, sizeof(err)) < 0 ||
-                render_resolve_variables(config, vars, err, sizeof(err)) < 0 ||
+            refs = render_resolve_blocks_collect(config, blocks, err, sizeof(err));
+            json_decref(refs);
+            if (!refs || render_resolve_variables(config, vars, err, sizeof(err)) < 0 ||
                 render_prepare(config, &ctx, err, sizeof(err)) < 0) {
                 fprintf(stderr, "render failed: %s\n", err);
                 return 1;
             }
-            refs = render_collect_variables(config);
-            json_decref(refs);
             json_decref(config);
             json_decref(merged);
         }
