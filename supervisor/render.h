@@ -36,6 +36,7 @@
 #define DROVER_RENDER_H
 
 #include <stddef.h>
+#include <string.h>
 #include <jansson.h>
 
 /*
@@ -108,10 +109,13 @@ json_t *render_apply(const json_t *base_template, const json_t *job_vars,
 struct render_template;
 struct render_template *render_template_compile(const json_t *base_template, char *err,
                                                 size_t errlen);
-/* render_apply with a compiled template; same result, same errors. */
+/* render_apply with a compiled template; same result, same errors.  When
+ * blocks is not NULL, *blocks receives the list render_collect_blocks
+ * would return for the result, found while rendering without a walk over
+ * the result (NULL when the render fails). */
 json_t *render_template_apply(const struct render_template *tmpl, const json_t *job_vars,
-                              render_getenv_fn environ_lookup, void *environ_arg, char *err,
-                              size_t errlen);
+                              render_getenv_fn environ_lookup, void *environ_arg,
+                              json_t **blocks, char *err, size_t errlen);
 /* Frees a compiled template and sets *tmpl to NULL; accepts NULL. */
 void render_template_free(struct render_template **tmpl);
 
@@ -319,9 +323,25 @@ json_t *render_expand_dotted(const json_t *job_vars, char *err, size_t errlen);
 /* "an object", "a string", ... for messages. */
 const char *render_type_name(const json_t *value);
 
+/* Appends the block keys below node, at depth, to list (each once, seen
+ * holds those listed).  Returns 0 or -1 (no memory). */
+int render_collect_blocks_into(const json_t *node, json_t *list, json_t *seen, int depth);
 /* Appends the variable names below node, at depth, to list (each once,
  * seen holds those listed).  Returns 0 or -1 (no memory). */
 int render_collect_variables_into(const json_t *node, json_t *list, json_t *seen, int depth);
+
+/* Whether value can contain no placeholder and no block reference: a
+ * number, boolean or null, or a string shorter than "{{x}}" or without
+ * '{'.  The walks over a configuration skip such values cheaply. */
+static inline int render_is_plain(const json_t *value)
+{
+    size_t len;
+
+    if (!json_is_string(value))
+        return !json_is_object(value) && !json_is_array(value);
+    len = json_string_length(value);
+    return len < 5 || !memchr(json_string_value(value), '{', len);
+}
 
 /* Copies containers and shares scalars (see the note at the top). */
 json_t *render_copy(const json_t *value);

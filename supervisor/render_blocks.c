@@ -142,7 +142,7 @@ static int add_key(json_t *list, json_t *seen, const char *key)
     return json_array_append_new(list, json_stringn_nocheck(key, len));
 }
 
-static int collect_node(const json_t *node, json_t *list, json_t *seen, int depth)
+int render_collect_blocks_into(const json_t *node, json_t *list, json_t *seen, int depth)
 {
     if (depth > RENDER_MAX_DEPTH)
         return 0;
@@ -168,7 +168,7 @@ static int collect_node(const json_t *node, json_t *list, json_t *seen, int dept
         void *iter;
 
         RENDER_OBJECT_FOREACH_VALUE((json_t *)node, iter, item)
-            if (collect_node(item, list, seen, depth + 1) < 0)
+            if (!render_is_plain(item) && render_collect_blocks_into(item, list, seen, depth + 1) < 0)
                 return -1;
         return 0;
     }
@@ -177,7 +177,7 @@ static int collect_node(const json_t *node, json_t *list, json_t *seen, int dept
         json_t *item;
 
         json_array_foreach(node, i, item)
-            if (collect_node(item, list, seen, depth + 1) < 0)
+            if (!render_is_plain(item) && render_collect_blocks_into(item, list, seen, depth + 1) < 0)
                 return -1;
         return 0;
     }
@@ -213,7 +213,7 @@ json_t *render_collect_blocks(const json_t *config)
     json_t *list = json_array();
     json_t *seen = json_object();
 
-    if (!list || !seen || collect_node(config, list, seen, 0) < 0) {
+    if (!list || !seen || render_collect_blocks_into(config, list, seen, 0) < 0) {
         json_decref(list);
         list = NULL;
     }
@@ -437,7 +437,12 @@ static json_t *resolve_node(const struct resolve_ctx *ctx, json_t *node, int dep
         void *iter;
 
         RENDER_OBJECT_FOREACH_VALUE(node, iter, item) {
-            json_t *replacement = resolve_node(ctx, item, depth + 1);
+            json_t *replacement;
+
+            /* Below the cap, where a scalar is no error, plain values stay. */
+            if (depth < RENDER_MAX_DEPTH && render_is_plain(item))
+                continue;
+            replacement = resolve_node(ctx, item, depth + 1);
 
             if (!replacement)
                 return NULL;
@@ -455,7 +460,11 @@ static json_t *resolve_node(const struct resolve_ctx *ctx, json_t *node, int dep
         json_t *item;
 
         json_array_foreach(node, i, item) {
-            json_t *replacement = resolve_node(ctx, item, depth + 1);
+            json_t *replacement;
+
+            if (depth < RENDER_MAX_DEPTH && render_is_plain(item))
+                continue;
+            replacement = resolve_node(ctx, item, depth + 1);
 
             if (!replacement)
                 return NULL;

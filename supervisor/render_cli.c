@@ -242,8 +242,12 @@ static int run_pipeline(const struct cli_options *opt, struct cli_inputs *in)
 {
     char err[1024];
     const char *template_name = opt->template_path ? opt->template_path : opt->declared_path;
+    struct render_template *tmpl = NULL;
     json_t *vars = NULL;
     json_t *config = NULL;
+    json_t *blocks = NULL;
+    json_t *names = NULL;
+    const json_t *block_data = in->values ? json_object_get(in->values, "blocks") : NULL;
     int rc = 1;
 
     vars = render_merge_job_variables_checked(in->deployment_vars, in->run_vars, err, sizeof(err));
@@ -257,14 +261,18 @@ static int run_pipeline(const struct cli_options *opt, struct cli_inputs *in)
                 "schema: %s\n", err);
         goto done;
     }
-    config = render_apply(in->base, vars, in->environ ? environ_from_object : NULL, in->environ,
-                          err, sizeof(err));
+    /* The supervisor's steps, so that this command previews what a run
+     * gets; the lists of blocks and variables are not needed here. */
+    tmpl = render_template_compile(in->base, err, sizeof(err));
+    if (tmpl)
+        config = render_template_apply(tmpl, vars, in->environ ? environ_from_object : NULL,
+                                       in->environ, &blocks, err, sizeof(err));
     if (!config) {
         fprintf(stderr, "drover render: %s: %s\n", template_name, err);
         goto done;
     }
-    if (render_resolve_blocks(config, in->values ? json_object_get(in->values, "blocks") : NULL,
-                              err, sizeof(err)) < 0 ||
+    names = render_resolve_blocks_collect(config, block_data, err, sizeof(err));
+    if (!names ||
         render_resolve_variables(config,
                                  in->values ? json_object_get(in->values, "variables") : NULL,
                                  err, sizeof(err)) < 0) {
@@ -298,8 +306,11 @@ static int run_pipeline(const struct cli_options *opt, struct cli_inputs *in)
     rc = print_json(config);
 
 done:
+    render_template_free(&tmpl);
     json_decref(vars);
     json_decref(config);
+    json_decref(blocks);
+    json_decref(names);
     return rc;
 }
 

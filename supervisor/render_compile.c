@@ -58,6 +58,8 @@ struct node {
     } u;
     const char *key; /* as a child of an object */
     size_t key_len;
+    int may_ref;     /* a block placeholder or a "$ref" key is in the template value */
+    int dollar_ref;  /* an object with a "$ref" key, which may be a block reference */
 };
 
 /* Blocks of memory owned by one compiled template, freed together. */
@@ -223,6 +225,8 @@ static int compile_string(struct compile_ctx *cc, const json_t *value, struct no
         count++;
         if (ph.kind == RENDER_PH_STANDARD || ph.kind == RENDER_PH_ENV)
             active = 1;
+        if (ph.kind == RENDER_PH_BLOCK)
+            node->may_ref = 1;
         pos = ph.end;
     }
     node->kind = NODE_LITERAL;
@@ -307,21 +311,31 @@ static int compile_container(struct compile_ctx *cc, const json_t *value, struct
         RENDER_OBJECT_FOREACH((json_t *)value, iter, key, item) {
             struct node *child = &node->u.children[i++];
 
+            int rc;
+
             child->key = key;
             child->key_len = json_object_iter_key_len(iter);
-            if (compile_node(cc, item, child, depth + 1) < 0)
-                return -1;
+            if (child->key_len == 4 && memcmp(key, "$ref", 4) == 0)
+                node->dollar_ref = 1;
+            rc = compile_node(cc, item, child, depth + 1);
+            if (rc < 0)
+                return rc;
             active |= child->kind != NODE_LITERAL;
+            node->may_ref |= child->may_ref;
         }
     } else {
         for (size_t i = 0; i < n; i++) {
             struct node *child = &node->u.children[i];
 
-            if (compile_node(cc, json_array_get(value, i), child, depth + 1) < 0)
-                return -1;
+            int rc = compile_node(cc, json_array_get(value, i), child, depth + 1);
+
+            if (rc < 0)
+                return rc;
             active |= child->kind != NODE_LITERAL;
+            node->may_ref |= child->may_ref;
         }
     }
+    node->may_ref |= node->dollar_ref;
     if (!active)
         node->kind = NODE_LITERAL;
     return 0;
@@ -468,6 +482,8 @@ struct apply_ctx {
     const struct render_template *tmpl;
     const json_t *values;
     json_t **slots; /* values[name] of each slot's name, or NULL */
+    json_t *blocks; /* when set, the block keys of the output are listed here */
+    json_t *seen;   /* the keys in blocks */
     render_getenv_fn environ_lookup;
     void *environ_arg;
     char *err;
@@ -544,74 +560,131 @@ static json_t *apply_inline(const struct apply_ctx *ctx, const struct node *node
     return out;
 }
 
-/* Renders a compiled node into *out (NULL when a whole-string placeholder
- * is unset).  Returns 0 or -1 with err. */
-static int apply_node(const struct apply_ctx *ctx, const struct node *node, json_t **out)
+/* Lists the block keys of a rendered value that sits at depth in the
+ * template's job_configuration (one level deeper in the configuration). */
+static int list_blocks(const struct apply_ctx *ctx, const json_t *value, int depth)
 {
-    json_t *result;
+    if (!ctx->blocks || !value || render_is_plain(value))
+        return 0;
+    if (render_collect_blocks_into(value, ctx->blocks, ctx->seen, depth + 1) == 0)
+        return 0;
+    render_errf(ctx->err, ctx->errlen, "out of memory");
+    return -1;
+}
+
+static int apply_node(const struct apply_ctx *ctx, const struct node *node, int depth,
+                      json_t **out);
+
+static int apply_object(const struct apply_ctx *ctx, const struct node *node, int depth,
+                        json_t **out)
+{
+    struct apply_ctx inner = *ctx;
+    json_t *result = json_object();
+
+    /* Whether an object with "$ref" is a block reference depends on its
+     * rendered members, so its keys are listed from the result as a whole. */
+    if (node->dollar_ref)
+        inner.blocks = NULL;
+    if (!result)
+        goto nomem;
+    for (size_t i = 0; i < node->n; i++) {
+        const struct node *child = &node->u.children[i];
+        json_t *rendered;
+
+        if (apply_node(&inner, child, depth + 1, &rendered) < 0) {
+            json_decref(result);
+            return -1;
+        }
+        if (rendered &&
+            json_object_setn_new_nocheck(result, child->key, child->key_len, rendered) < 0) {
+            json_decref(result);
+            goto nomem;
+        }
+    }
+    if (node->dollar_ref && list_blocks(ctx, result, depth) < 0) {
+        json_decref(result);
+        return -1;
+    }
+    *out = result;
+    return 0;
+
+nomem:
+    render_errf(ctx->err, ctx->errlen, "out of memory");
+    return -1;
+}
+
+static int apply_array(const struct apply_ctx *ctx, const struct node *node, int depth,
+                       json_t **out)
+{
+    json_t *result = json_array();
+
+    if (!result)
+        goto nomem;
+    for (size_t i = 0; i < node->n; i++) {
+        json_t *rendered;
+
+        if (apply_node(ctx, &node->u.children[i], depth + 1, &rendered) < 0) {
+            json_decref(result);
+            return -1;
+        }
+        if (rendered && json_array_append_new(result, rendered) < 0) {
+            json_decref(result);
+            goto nomem;
+        }
+    }
+    *out = result;
+    return 0;
+
+nomem:
+    render_errf(ctx->err, ctx->errlen, "out of memory");
+    return -1;
+}
+
+/* Renders a compiled node at depth into *out (NULL when a whole-string
+ * placeholder is unset) and lists its block keys.  Returns 0 or -1 with
+ * err. */
+static int apply_node(const struct apply_ctx *ctx, const struct node *node, int depth,
+                      json_t **out)
+{
+    json_t *value;
 
     *out = NULL;
     switch (node->kind) {
     case NODE_LITERAL:
         *out = render_copy(node->value);
-        break;
-    case NODE_WHOLE: {
-        json_t *value = path_lookup(ctx, &node->u.path);
-
+        if (!*out)
+            break;
+        return node->may_ref ? list_blocks(ctx, *out, depth) : 0;
+    case NODE_WHOLE:
+        value = path_lookup(ctx, &node->u.path);
         if (!value)
             return 0;
         *out = render_copy(value);
         json_decref(value);
-        break;
-    }
+        if (!*out)
+            break;
+        return list_blocks(ctx, *out, depth);
     case NODE_INLINE:
         *out = apply_inline(ctx, node);
-        return *out ? 0 : -1;
+        return *out ? list_blocks(ctx, *out, depth) : -1;
     case NODE_OBJECT:
-        result = json_object();
-        if (!result)
-            break;
-        for (size_t i = 0; i < node->n; i++) {
-            const struct node *child = &node->u.children[i];
-            json_t *rendered;
-
-            if (apply_node(ctx, child, &rendered) < 0) {
-                json_decref(result);
-                return -1;
-            }
-            if (rendered &&
-                json_object_setn_new_nocheck(result, child->key, child->key_len, rendered) < 0) {
-                json_decref(result);
-                goto nomem;
-            }
-        }
-        *out = result;
-        break;
+        return apply_object(ctx, node, depth, out);
     case NODE_ARRAY:
-        result = json_array();
-        if (!result)
-            break;
-        for (size_t i = 0; i < node->n; i++) {
-            json_t *rendered;
-
-            if (apply_node(ctx, &node->u.children[i], &rendered) < 0) {
-                json_decref(result);
-                return -1;
-            }
-            if (rendered && json_array_append_new(result, rendered) < 0) {
-                json_decref(result);
-                goto nomem;
-            }
-        }
-        *out = result;
-        break;
+        return apply_array(ctx, node, depth, out);
     }
-    if (*out)
-        return 0;
-
-nomem:
     render_errf(ctx->err, ctx->errlen, "out of memory");
     return -1;
+}
+
+/* render_apply_item for template values outside the compiled tree, with
+ * the block keys listed. */
+static int apply_uncompiled(const struct apply_ctx *ctx, const json_t *value, int depth,
+                            json_t **out)
+{
+    if (render_apply_item(value, ctx->values, ctx->tmpl->properties, ctx->environ_lookup,
+                          ctx->environ_arg, depth, out, ctx->err, ctx->errlen) < 0)
+        return -1;
+    return list_blocks(ctx, *out, depth);
 }
 
 /* The template value of key in layers (the last one holding it), or NULL. */
@@ -642,16 +715,15 @@ static int apply_env_member(const struct apply_ctx *ctx, const struct node *comp
                             const json_t *item, json_t **out)
 {
     if (compiled && compiled->kind == NODE_OBJECT)
-        return apply_node(ctx, &compiled->u.children[k], out);
+        return apply_node(ctx, &compiled->u.children[k], 1, out);
     if (compiled) {
         *out = render_copy(item);
         if (*out)
-            return 0;
+            return list_blocks(ctx, *out, 1);
         render_errf(ctx->err, ctx->errlen, "out of memory");
         return -1;
     }
-    return render_apply_item(item, ctx->values, ctx->tmpl->properties, ctx->environ_lookup,
-                             ctx->environ_arg, 1, out, ctx->err, ctx->errlen);
+    return apply_uncompiled(ctx, item, 1, out);
 }
 
 /* Python's dict union of the env layers, rendered: each key at its first
@@ -660,11 +732,18 @@ static int apply_env_member(const struct apply_ctx *ctx, const struct node *comp
 static int apply_env_union(const struct apply_ctx *ctx, const struct node *compiled,
                            const struct render_env_layers *env, json_t **out)
 {
+    struct apply_ctx inner = *ctx;
     json_t *result = json_object();
+    int dollar_ref = 0;
 
     *out = NULL;
     if (!result)
         goto nomem;
+    /* As in apply_object: a union with "$ref" is listed as a whole. */
+    for (size_t i = 0; i < env->n; i++)
+        dollar_ref |= json_object_getn(env->layer[i], "$ref", 4) != NULL;
+    if (dollar_ref)
+        inner.blocks = NULL;
     for (size_t i = 0; i < env->n; i++) {
         const char *key;
         json_t *item;
@@ -680,9 +759,9 @@ static int apply_env_union(const struct apply_ctx *ctx, const struct node *compi
             if (i > 0 && seen_before(env->layer, i, key, key_len))
                 continue;
             if (later)
-                rc = apply_env_member(ctx, NULL, 0, later, &rendered);
+                rc = apply_env_member(&inner, NULL, 0, later, &rendered);
             else
-                rc = apply_env_member(ctx, i == 0 ? compiled : NULL, k, item, &rendered);
+                rc = apply_env_member(&inner, i == 0 ? compiled : NULL, k, item, &rendered);
             k++;
             if (rc < 0) {
                 json_decref(result);
@@ -693,6 +772,10 @@ static int apply_env_union(const struct apply_ctx *ctx, const struct node *compi
                 goto nomem;
             }
         }
+    }
+    if (dollar_ref && list_blocks(ctx, result, 0) < 0) {
+        json_decref(result);
+        return -1;
     }
     *out = result;
     return 0;
@@ -716,11 +799,9 @@ static int apply_env(const struct apply_ctx *ctx, const struct render_env_layers
     if (field && env->layer[0] == field->value && json_is_object(field->value))
         compiled = field;
     if (env->n == 1 && field && env->layer[0] == field->value)
-        rc = apply_node(ctx, field, &rendered);
+        rc = apply_node(ctx, field, 0, &rendered);
     else if (env->n == 1)
-        rc = render_apply_item(env->layer[0], ctx->values, ctx->tmpl->properties,
-                               ctx->environ_lookup, ctx->environ_arg, 0, &rendered, ctx->err,
-                               ctx->errlen);
+        rc = apply_uncompiled(ctx, env->layer[0], 0, &rendered);
     else
         rc = apply_env_union(ctx, compiled, env, &rendered);
     if (rc < 0)
@@ -755,9 +836,22 @@ static int fill_slots(const struct render_template *tmpl, const json_t *vars, js
     return 0;
 }
 
+/* Lists the block keys of the whole configuration, for a template whose
+ * job_configuration has a "$ref" key: collect_blocks would take the
+ * configuration itself for a reference when its "$ref" renders as one. */
+static int list_config_blocks(const json_t *config, json_t **blocks, char *err, size_t errlen)
+{
+    json_decref(*blocks);
+    *blocks = render_collect_blocks(config);
+    if (*blocks)
+        return 0;
+    render_errf(err, errlen, "out of memory");
+    return -1;
+}
+
 json_t *render_template_apply(const struct render_template *tmpl, const json_t *job_vars,
-                              render_getenv_fn environ_lookup, void *environ_arg, char *err,
-                              size_t errlen)
+                              render_getenv_fn environ_lookup, void *environ_arg,
+                              json_t **blocks, char *err, size_t errlen)
 {
     struct apply_ctx ctx = {
         .tmpl = tmpl,
@@ -771,7 +865,11 @@ json_t *render_template_apply(const struct render_template *tmpl, const json_t *
     json_t *small_slots[64];
     json_t *vars = NULL;
     json_t *result = NULL;
+    json_t *list = NULL;
+    int config_ref = json_object_getn(tmpl->job_config, "$ref", 4) != NULL;
 
+    if (blocks)
+        *blocks = NULL;
     if (job_vars && !json_is_null(job_vars) && !json_is_object(job_vars)) {
         render_errf(err, errlen, "job variables must be an object, not %s",
                     render_type_name(job_vars));
@@ -788,6 +886,14 @@ json_t *render_template_apply(const struct render_template *tmpl, const json_t *
     if (!vars)
         return NULL;
     ctx.values = vars;
+    if (blocks && !config_ref) {
+        ctx.blocks = list = json_array();
+        ctx.seen = json_object();
+        if (!ctx.blocks || !ctx.seen) {
+            render_errf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
     if (fill_slots(tmpl, vars, small_slots, sizeof(small_slots) / sizeof(small_slots[0]),
                    &ctx.slots) < 0) {
         render_errf(err, errlen, "out of memory");
@@ -815,7 +921,7 @@ json_t *render_template_apply(const struct render_template *tmpl, const json_t *
                 goto fail;
             continue;
         }
-        if (apply_node(&ctx, field, &rendered) < 0)
+        if (apply_node(&ctx, field, 0, &rendered) < 0)
             goto fail;
         if (rendered &&
             json_object_setn_new_nocheck(result, field->key, field->key_len, rendered) < 0) {
@@ -826,14 +932,21 @@ json_t *render_template_apply(const struct render_template *tmpl, const json_t *
     /* A default env seeds the key even when the template lacks it. */
     if (env.n && !tmpl->env_field && apply_env(&ctx, &env, result) < 0)
         goto fail;
+    if (blocks && config_ref && list_config_blocks(result, &list, err, errlen) < 0)
+        goto fail;
     json_decref(vars);
+    json_decref(ctx.seen);
     if (ctx.slots != small_slots)
         free(ctx.slots);
+    if (blocks)
+        *blocks = list;
     return result;
 
 fail:
     json_decref(result);
     json_decref(vars);
+    json_decref(list);
+    json_decref(ctx.seen);
     if (ctx.slots != small_slots)
         free(ctx.slots);
     return NULL;

@@ -42,7 +42,7 @@ int render_collect_variables_into(const json_t *node, json_t *list, json_t *seen
         void *iter;
 
         RENDER_OBJECT_FOREACH_VALUE((json_t *)node, iter, item)
-            if (render_collect_variables_into(item, list, seen, depth + 1) < 0)
+            if (!render_is_plain(item) && render_collect_variables_into(item, list, seen, depth + 1) < 0)
                 return -1;
         return 0;
     }
@@ -51,7 +51,7 @@ int render_collect_variables_into(const json_t *node, json_t *list, json_t *seen
         json_t *item;
 
         json_array_foreach(node, i, item)
-            if (render_collect_variables_into(item, list, seen, depth + 1) < 0)
+            if (!render_is_plain(item) && render_collect_variables_into(item, list, seen, depth + 1) < 0)
                 return -1;
         return 0;
     }
@@ -200,7 +200,12 @@ static json_t *resolve_node(const struct resolve_ctx *ctx, json_t *node, int dep
         void *iter;
 
         RENDER_OBJECT_FOREACH_VALUE(node, iter, item) {
-            json_t *replacement = resolve_node(ctx, item, depth + 1);
+            json_t *replacement;
+
+            /* Below the cap, where a scalar is no error, plain values stay. */
+            if (depth < RENDER_MAX_DEPTH && render_is_plain(item))
+                continue;
+            replacement = resolve_node(ctx, item, depth + 1);
 
             if (!replacement)
                 return NULL;
@@ -218,7 +223,11 @@ static json_t *resolve_node(const struct resolve_ctx *ctx, json_t *node, int dep
         json_t *item;
 
         json_array_foreach(node, i, item) {
-            json_t *replacement = resolve_node(ctx, item, depth + 1);
+            json_t *replacement;
+
+            if (depth < RENDER_MAX_DEPTH && render_is_plain(item))
+                continue;
+            replacement = resolve_node(ctx, item, depth + 1);
 
             if (!replacement)
                 return NULL;

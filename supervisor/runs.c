@@ -37,7 +37,7 @@ static const char *run_state_names[] = {
     [RUN_REPORTING] = "reporting", [RUN_DONE] = "done",
 };
 
-static void run_resolve_blocks(struct worker *w, struct run *r);
+static void run_resolve_blocks(struct worker *w, struct run *r, json_t *blocks);
 static void run_submit(struct worker *w, struct run *r);
 static void run_dispatch(struct worker *w, struct run *r);
 static void run_crash(struct worker *w, struct run *r, const char *fmt, ...)
@@ -452,6 +452,7 @@ run_fetched(struct worker *w, struct run *r)
     const json_t *template;
     const struct render_template *compiled;
     json_t *vars;
+    json_t *blocks = NULL;
     char err[1024];
 
     if (r->failed == 2) {
@@ -482,13 +483,14 @@ run_fetched(struct worker *w, struct run *r)
         return;
     }
     compiled = run_compiled_template(template, err, sizeof err);
-    r->config = compiled ? render_template_apply(compiled, vars, NULL, NULL, err, sizeof err) : NULL;
+    r->config = compiled == NULL ? NULL
+                : render_template_apply(compiled, vars, NULL, NULL, &blocks, err, sizeof err);
     json_decref(vars);
     if (r->config == NULL) {
         run_crash(w, r, "Failed to submit flow run to infrastructure: %s", err);
         return;
     }
-    run_resolve_blocks(w, r);
+    run_resolve_blocks(w, r, blocks);
 }
 
 /* ---- blocks and variables ------------------------------------------ */
@@ -640,9 +642,9 @@ run_lookup(struct worker *w, struct run *r, json_t *keys, const struct run_looku
 }
 
 static void
-run_resolve_blocks(struct worker *w, struct run *r)
+run_resolve_blocks(struct worker *w, struct run *r, json_t *blocks)
 {
-    run_lookup(w, r, render_collect_blocks(r->config), &run_blocks);
+    run_lookup(w, r, blocks, &run_blocks);
 }
 
 /* Blocks resolve before variables, so a block may hold a variable placeholder. */

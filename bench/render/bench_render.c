@@ -130,15 +130,15 @@ int main(int argc, char **argv)
 
         for (int i = 0; i < per_run; i++) {
             json_t *merged = render_merge_job_variables(dep, run);
-            json_t *config = render_template_apply(tmpl, merged, NULL, NULL, err, sizeof(err));
             json_t *refs;
+            json_t *config = render_template_apply(tmpl, merged, NULL, NULL, &refs, err,
+                                                   sizeof(err));
 
             if (!config) {
                 fprintf(stderr, "render failed: %s\n", err);
                 return 1;
             }
             /* The supervisor's steps: each list is fetched from the API. */
-            refs = render_collect_blocks(config);
             json_decref(refs);
             refs = render_resolve_blocks_collect(config, blocks, err, sizeof(err));
             json_decref(refs);

@@ -4,7 +4,9 @@
  * "__blocks" and "__variables" objects that stand in for the API's block
  * documents and Prefect variables.  Every stage runs: merge, validation,
  * apply, block and variable resolution, prepare, the template checks and
- * both text forms.  Errors are fine; crashes and leaks are not.
+ * both text forms.  Errors are fine; crashes and leaks are not, and neither
+ * is a compiled template or a fused walk that disagrees with the plain
+ * functions (the target aborts then).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,6 +18,65 @@ static const char *fixed_env(const char *name, void *arg)
 {
     (void)arg;
     return strcmp(name, "HOME") == 0 ? "/home/fuzz" : NULL;
+}
+
+static int same_text(const json_t *a, const json_t *b)
+{
+    char *ta = render_dumps(a, -1);
+    char *tb = render_dumps(b, -1);
+    int same = !ta || !tb || strcmp(ta, tb) == 0; /* too long to print is no finding */
+
+    free(ta);
+    free(tb);
+    return same;
+}
+
+/* The compiled path and its block list against render_apply's result
+ * (config, NULL when it failed). */
+static void check_compiled(const json_t *tmpl, const json_t *merged, const json_t *config)
+{
+    char err[512];
+    struct render_template *compiled = render_template_compile(tmpl, err, sizeof(err));
+    json_t *blocks = NULL;
+    json_t *out = compiled ? render_template_apply(compiled, merged, fixed_env, NULL, &blocks, err,
+                                                   sizeof(err))
+                           : NULL;
+
+    if (!out != !config || (out && !same_text(out, config)))
+        abort();
+    if (out) {
+        json_t *walked = render_collect_blocks(out);
+
+        if (walked && !json_equal(walked, blocks))
+            abort();
+        json_decref(walked);
+    }
+    json_decref(out);
+    json_decref(blocks);
+    render_template_free(&compiled);
+}
+
+/* render_resolve_blocks_collect against resolve, then collect. */
+static void check_resolve_collect(const json_t *config, const json_t *blocks)
+{
+    char err[512];
+    json_t *plain = json_deep_copy(config);
+    json_t *fused = json_deep_copy(config);
+    int plain_rc = plain ? render_resolve_blocks(plain, blocks, err, sizeof(err)) : -1;
+    json_t *names = fused ? render_resolve_blocks_collect(fused, blocks, err, sizeof(err)) : NULL;
+
+    if (plain && fused && (plain_rc == 0) != (names != NULL))
+        abort();
+    if (names) {
+        json_t *walked = render_collect_variables(plain);
+
+        if (!same_text(plain, fused) || (walked && !json_equal(walked, names)))
+            abort();
+        json_decref(walked);
+    }
+    json_decref(names);
+    json_decref(plain);
+    json_decref(fused);
 }
 
 static void run(const json_t *tmpl, const json_t *vars)
@@ -34,9 +95,11 @@ static void run(const json_t *tmpl, const json_t *vars)
     json_decref(render_default_template(tmpl, err, sizeof(err)));
 
     config = render_apply(tmpl, merged, fixed_env, NULL, err, sizeof(err));
+    check_compiled(tmpl, merged, config);
     json_decref(merged);
     if (!config)
         return;
+    check_resolve_collect(config, json_object_get(vars, "__blocks"));
     list = render_collect_blocks(config);
     json_decref(list);
     if (render_resolve_blocks(config, json_object_get(vars, "__blocks"), err, sizeof(err)) == 0) {

@@ -1,0 +1,210 @@
+/*
+ * Compiled templates and the fused walks against the plain functions, on
+ * the inputs of every golden case:
+ *
+ *   - render_template_apply gives what render_apply gives (the same JSON
+ *     text, or the same error), also when one compiled template renders
+ *     several sets of job variables in a row;
+ *   - the block list it returns equals render_collect_blocks on its result;
+ *   - render_resolve_blocks_collect leaves what render_resolve_blocks
+ *     leaves and returns what render_collect_variables then lists.
+ *
+ * usage: render_compiled CASES_DIR
+ */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "render.h"
+#include "yamljson.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
+
+static int failures;
+
+static void fail(const char *name, const char *what)
+{
+    fprintf(stderr, "FAIL %s: %s\n", name, what);
+    failures++;
+}
+
+/* Loads DIR/NAME.json, .yaml or .yml; NULL when none exists. */
+static json_t *load_input(const char *dir, const char *name)
+{
+    static const char *const exts[] = {".json", ".yaml", ".yml"};
+    char path[4096];
+    char err[512];
+    struct stat st;
+
+    for (size_t i = 0; i < sizeof(exts) / sizeof(exts[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s%s", dir, name, exts[i]);
+        if (stat(path, &st) == 0)
+            return yamljson_load_file(path, err, sizeof(err));
+    }
+    return NULL;
+}
+
+static const char *environ_lookup(const char *name, void *arg)
+{
+    return json_string_value(json_object_get(arg, name));
+}
+
+/* Whether two values print the same (both NULL counts as the same). */
+static int same_json(const json_t *a, const json_t *b)
+{
+    char *ta;
+    char *tb;
+    int same;
+
+    if (!a || !b)
+        return a == b;
+    ta = render_dumps(a, -1);
+    tb = render_dumps(b, -1);
+    same = ta && tb && strcmp(ta, tb) == 0;
+    free(ta);
+    free(tb);
+    return same;
+}
+
+/* render_template_apply against render_apply for one set of job
+ * variables; returns the compiled result (or NULL) and its block list. */
+static json_t *check_apply(const char *name, const json_t *base,
+                           const struct render_template *tmpl, const json_t *vars,
+                           json_t *environ, json_t **blocks)
+{
+    char err_plain[1024] = "";
+    char err_compiled[1024] = "";
+    json_t *plain = render_apply(base, vars, environ ? environ_lookup : NULL, environ, err_plain,
+                                 sizeof(err_plain));
+    json_t *compiled = render_template_apply(tmpl, vars, environ ? environ_lookup : NULL, environ,
+                                             blocks, err_compiled, sizeof(err_compiled));
+
+    if (!plain != !compiled)
+        fail(name, "render_apply and render_template_apply disagree on failing");
+    else if (!plain && strcmp(err_plain, err_compiled) != 0)
+        fail(name, "render_apply and render_template_apply give different errors");
+    else if (!same_json(plain, compiled))
+        fail(name, "render_apply and render_template_apply give different configurations");
+    if (compiled && !*blocks) {
+        fail(name, "render_template_apply returned no block list");
+    } else if (compiled) {
+        json_t *walked = render_collect_blocks(compiled);
+
+        if (!json_equal(walked, *blocks))
+            fail(name, "block list differs from render_collect_blocks");
+        json_decref(walked);
+    }
+    json_decref(plain);
+    return compiled;
+}
+
+/* render_resolve_blocks_collect against render_resolve_blocks followed by
+ * render_collect_variables, each on its own copy of config. */
+static void check_resolve(const char *name, const json_t *config, const json_t *values)
+{
+    const json_t *data = json_object_get(values, "blocks");
+    json_t *plain = json_deep_copy(config);
+    json_t *fused = json_deep_copy(config);
+    char err[1024];
+    int plain_rc = render_resolve_blocks(plain, data, err, sizeof(err));
+    json_t *names = render_resolve_blocks_collect(fused, data, err, sizeof(err));
+
+    if ((plain_rc == 0) != (names != NULL)) {
+        fail(name, "render_resolve_blocks and render_resolve_blocks_collect disagree on failing");
+    } else if (names) {
+        json_t *walked = render_collect_variables(plain);
+
+        if (!same_json(plain, fused))
+            fail(name, "render_resolve_blocks_collect resolves differently");
+        if (!json_equal(walked, names))
+            fail(name, "variable list differs from render_collect_variables");
+        json_decref(walked);
+    }
+    json_decref(names);
+    json_decref(plain);
+    json_decref(fused);
+}
+
+static void check_case(const char *cases, const char *name)
+{
+    char dir[4096];
+    char err[1024];
+    json_t *base;
+    json_t *deployment_vars;
+    json_t *run_vars;
+    json_t *values;
+    json_t *environ;
+    json_t *vars;
+    struct render_template *tmpl;
+
+    snprintf(dir, sizeof(dir), "%s/%s", cases, name);
+    base = load_input(dir, "template");
+    if (!base)
+        return; /* a declared-schema case or a template that does not parse */
+    deployment_vars = load_input(dir, "deployment-vars");
+    run_vars = load_input(dir, "run-vars");
+    values = load_input(dir, "values");
+    environ = load_input(dir, "environ");
+    vars = render_merge_job_variables(deployment_vars, run_vars);
+    tmpl = render_template_compile(base, err, sizeof(err));
+
+    if (!tmpl) {
+        char err_plain[1024] = "";
+
+        if (render_apply(base, vars, NULL, NULL, err_plain, sizeof(err_plain)) != NULL)
+            fail(name, "render_template_compile fails where render_apply succeeds");
+        else if (strcmp(err, err_plain) != 0)
+            fail(name, "render_template_compile and render_apply give different errors");
+    } else if (vars) {
+        /* The same compiled template renders, in a row, no job variables,
+         * the deployment's alone and the merged ones. */
+        const json_t *sets[] = {NULL, deployment_vars, vars};
+
+        for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+            json_t *blocks = NULL;
+            json_t *config = check_apply(name, base, tmpl, sets[i], environ, &blocks);
+
+            if (config && i == 2)
+                check_resolve(name, config, values);
+            json_decref(config);
+            json_decref(blocks);
+        }
+    }
+    render_template_free(&tmpl);
+    json_decref(base);
+    json_decref(deployment_vars);
+    json_decref(run_vars);
+    json_decref(values);
+    json_decref(environ);
+    json_decref(vars);
+}
+
+int main(int argc, char **argv)
+{
+    DIR *d;
+    struct dirent *entry;
+    int cases = 0;
+
+    if (argc != 2) {
+        fprintf(stderr, "usage: render_compiled CASES_DIR\n");
+        return 2;
+    }
+    d = opendir(argv[1]);
+    if (!d) {
+        perror(argv[1]);
+        return 2;
+    }
+    while ((entry = readdir(d)) != NULL) {
+        if (entry->d_name[0] == '.')
+            continue;
+        check_case(argv[1], entry->d_name);
+        cases++;
+    }
+    closedir(d);
+    printf("%d cases, %d failures\n", cases, failures);
+    return failures ? 1 : 0;
+}
