@@ -80,6 +80,7 @@ struct render_template {
     struct node *fields; /* job_configuration's members in order */
     const struct node *env_field; /* the member named env, or NULL */
     json_t *names;  /* each distinct first segment -> its slot (an integer) */
+    json_t *env_index; /* the env object's keys -> their position, when env is an object */
     size_t nslots;
     struct arena_block *arena;
 };
@@ -374,6 +375,7 @@ void render_template_free(struct render_template **tmpl)
     json_decref((*tmpl)->base);
     json_decref((*tmpl)->empty_properties);
     json_decref((*tmpl)->names);
+    json_decref((*tmpl)->env_index);
     free((*tmpl)->properties_error);
     free(*tmpl);
     *tmpl = NULL;
@@ -413,6 +415,24 @@ static int check_template(struct render_template *tmpl, const json_t *base, char
         render_errf(err, errlen, "variables.properties must be an object, not %s",
                     render_type_name(tmpl->properties));
         return -1;
+    }
+    return 0;
+}
+
+/* Maps each key of object to its position in iteration order. */
+static int index_keys(const json_t *object, json_t **index)
+{
+    json_int_t position = 0;
+
+    *index = json_object();
+    if (!*index)
+        return -1;
+    for (void *iter = json_object_iter((json_t *)object); iter;
+         iter = json_object_iter_next((json_t *)object, iter)) {
+        if (json_object_setn_new_nocheck(*index, json_object_iter_key(iter),
+                                         json_object_iter_key_len(iter),
+                                         json_integer(position++)) < 0)
+            return -1;
     }
     return 0;
 }
@@ -467,6 +487,9 @@ struct render_template *render_template_compile(const json_t *base_template, cha
         if (strcmp(key, "env") == 0)
             tmpl->env_field = field;
     }
+    if (tmpl->env_field && json_is_object(tmpl->env_field->value) &&
+        index_keys(tmpl->env_field->value, &tmpl->env_index) < 0)
+        goto nomem;
     return tmpl;
 
 nomem:
@@ -729,16 +752,54 @@ static int apply_env_member(const struct apply_ctx *ctx, const struct node *comp
 /* Python's dict union of the env layers, rendered: each key at its first
  * position with the value of its last layer, unset values dropped.
  * compiled is the template's env when it is layer 0, else NULL. */
+/* For each member of the template's env (layer 0), the value of the last
+ * later layer with its key, or NULL: one lookup per member of the later
+ * layers, which come from job variables and defaults and are small. */
+static const json_t **find_overrides(const struct apply_ctx *ctx,
+                                     const struct render_env_layers *env, const json_t **small,
+                                     size_t small_count)
+{
+    size_t n = json_object_size(env->layer[0]);
+    const json_t **found = n <= small_count ? small : calloc(n, sizeof(*found));
+
+    if (!found)
+        return NULL;
+    if (found == small)
+        memset(small, 0, n * sizeof(*found));
+    for (size_t j = 1; j < env->n; j++) {
+        const char *key;
+        json_t *value;
+        void *iter;
+
+        RENDER_OBJECT_FOREACH((json_t *)env->layer[j], iter, key, value) {
+            json_t *position = json_object_getn(ctx->tmpl->env_index, key,
+                                                json_object_iter_key_len(iter));
+
+            if (position)
+                found[json_integer_value(position)] = value;
+        }
+    }
+    return found;
+}
+
 static int apply_env_union(const struct apply_ctx *ctx, const struct node *compiled,
                            const struct render_env_layers *env, json_t **out)
 {
     struct apply_ctx inner = *ctx;
+    const json_t *small_overrides[64];
+    const json_t **overrides = NULL;
     json_t *result = json_object();
     int dollar_ref = 0;
 
     *out = NULL;
     if (!result)
         goto nomem;
+    if (compiled) {
+        overrides = find_overrides(ctx, env, small_overrides,
+                                   sizeof(small_overrides) / sizeof(small_overrides[0]));
+        if (!overrides)
+            goto nomem;
+    }
     /* As in apply_object: a union with "$ref" is listed as a whole. */
     for (size_t i = 0; i < env->n; i++)
         dollar_ref |= json_object_getn(env->layer[i], "$ref", 4) != NULL;
@@ -752,36 +813,40 @@ static int apply_env_union(const struct apply_ctx *ctx, const struct node *compi
 
         RENDER_OBJECT_FOREACH((json_t *)env->layer[i], iter, key, item) {
             size_t key_len = json_object_iter_key_len(iter);
-            const json_t *later = later_value(env->layer + i + 1, env->n - i - 1, key, key_len);
+            const json_t *later;
             json_t *rendered;
             int rc;
 
             if (i > 0 && seen_before(env->layer, i, key, key_len))
                 continue;
+            if (i == 0 && overrides)
+                later = overrides[k];
+            else
+                later = later_value(env->layer + i + 1, env->n - i - 1, key, key_len);
             if (later)
                 rc = apply_env_member(&inner, NULL, 0, later, &rendered);
             else
                 rc = apply_env_member(&inner, i == 0 ? compiled : NULL, k, item, &rendered);
             k++;
-            if (rc < 0) {
-                json_decref(result);
-                return -1;
-            }
-            if (rendered && json_object_setn_new_nocheck(result, key, key_len, rendered) < 0) {
-                json_decref(result);
+            if (rc < 0)
+                goto fail;
+            if (rendered && json_object_setn_new_nocheck(result, key, key_len, rendered) < 0)
                 goto nomem;
-            }
         }
     }
-    if (dollar_ref && list_blocks(ctx, result, 0) < 0) {
-        json_decref(result);
-        return -1;
-    }
+    if (dollar_ref && list_blocks(ctx, result, 0) < 0)
+        goto fail;
+    if (overrides != small_overrides)
+        free(overrides);
     *out = result;
     return 0;
 
 nomem:
     render_errf(ctx->err, ctx->errlen, "out of memory");
+fail:
+    if (overrides != small_overrides)
+        free(overrides);
+    json_decref(result);
     return -1;
 }
 

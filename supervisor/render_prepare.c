@@ -59,11 +59,17 @@ static int normalize_uuid(const char *text, char out[37])
         len -= 2;
     }
     for (size_t i = 0; i < len; i++) {
-        if (text[i] == '-')
+        char c = text[i];
+
+        if (c == '-')
             continue;
-        if (!isxdigit((unsigned char)text[i]) || n >= 32)
+        /* ASCII only, as Python's UUID() accepts; cheaper than the locale's
+         * isxdigit and tolower. */
+        if (c >= 'A' && c <= 'F')
+            c = (char)(c - 'A' + 'a');
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) || n >= 32)
             return -1;
-        hex[n++] = (char)tolower((unsigned char)text[i]);
+        hex[n++] = c;
     }
     if (n != 32)
         return -1;
@@ -277,8 +283,13 @@ static int build_env(json_t *env_out, const struct render_context *ctx, const ch
     int has_null = 0;
     int rc = 0;
 
-    if (ctx->settings_env && json_is_object(ctx->settings_env))
-        rc |= json_object_update(env_out, (json_t *)ctx->settings_env);
+    /* json_object_update, noting null values for the removal below. */
+    if (ctx->settings_env && json_is_object(ctx->settings_env)) {
+        RENDER_OBJECT_FOREACH((json_t *)ctx->settings_env, iter, key, item) {
+            rc |= json_object_setn_nocheck(env_out, key, json_object_iter_key_len(iter), item);
+            has_null |= json_is_null(item);
+        }
+    }
     rc |= set_ascii(env_out, "PREFECT__FLOW_RUN_ID", run_id);
     if (ctx->worker_id)
         rc |= set_string(env_out, "PREFECT__WORKER_ID", ctx->worker_id);
@@ -319,7 +330,7 @@ static int build_env(json_t *env_out, const struct render_context *ctx, const ch
     }
 
     /* Null values remove the key, whichever layer set it. */
-    if (has_null || ctx->settings_env) {
+    if (has_null) {
         json_object_foreach_safe(env_out, iter, key, item) {
             if (json_is_null(item))
                 json_object_del(env_out, key);
