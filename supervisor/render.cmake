@@ -2,6 +2,7 @@
 # supervisor, tests, fuzzers and the benchmark link it alone.
 add_library(drover_render STATIC
   ${CMAKE_CURRENT_LIST_DIR}/render_util.c
+  ${CMAKE_CURRENT_LIST_DIR}/render_alloc.c
   ${CMAKE_CURRENT_LIST_DIR}/render_unicode.c
   ${CMAKE_CURRENT_LIST_DIR}/render_placeholder.c
   ${CMAKE_CURRENT_LIST_DIR}/pytext.c

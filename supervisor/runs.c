@@ -436,6 +436,9 @@ run_compiled_template(const json_t *template, char *err, size_t errlen)
 {
     if (run_template.compiled != NULL && run_template.source == template)
         return run_template.compiled;
+    /* Each render allocates hundreds of small jansson values; the
+     * renderer's block cache serves them (once would do; again is harmless). */
+    render_pool_install();
     render_template_free(&run_template.compiled);
     json_decref(run_template.source);
     run_template.source = NULL;

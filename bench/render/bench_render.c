@@ -118,7 +118,9 @@ int main(int argc, char **argv)
         return 2;
     }
     /* The supervisor compiles its pool's template once and renders every
-     * run with it, so compiling is not part of a render here either. */
+     * run with it, so compiling is not part of a render here either.  It
+     * also installs the renderer's block cache as jansson's allocator. */
+    render_pool_install();
     tmpl = render_template_compile(base, err, sizeof(err));
     if (!tmpl) {
         fprintf(stderr, "compile failed: %s\n", err);

@@ -9,9 +9,14 @@
  *   - render_resolve_blocks_collect leaves what render_resolve_blocks
  *     leaves and returns what render_collect_variables then lists.
  *
+ * All of it runs with render_pool_install's allocator (except in
+ * AddressSanitizer builds, where it installs nothing), after a check that
+ * the cache hands out blocks large enough and takes plain malloc blocks.
+ *
  * usage: render_compiled CASES_DIR
  */
 #include <dirent.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +188,29 @@ static void check_case(const char *cases, const char *name)
     json_decref(vars);
 }
 
+/* Blocks of every size up to past the cached ones, twice, so the second
+ * round reuses cached blocks; blocks from malloc are freed into it too. */
+static void check_pool(void)
+{
+    enum { sizes = RENDER_POOL_MAX_SIZE + 64 };
+    static unsigned char *blocks[sizes];
+
+    for (int round = 0; round < 2; round++) {
+        for (size_t size = 0; size < sizes; size++) {
+            blocks[size] = render_pool_malloc(size);
+            if (!blocks[size] || malloc_usable_size(blocks[size]) < size)
+                fail("pool", "block smaller than requested");
+            else if (size > 0)
+                memset(blocks[size], 0xA5, size);
+        }
+        for (size_t size = 0; size < sizes; size++)
+            render_pool_free(blocks[size]);
+    }
+    for (size_t size = 1; size < sizes; size += 7)
+        render_pool_free(malloc(size));
+    render_pool_free(NULL);
+}
+
 int main(int argc, char **argv)
 {
     DIR *d;
@@ -193,6 +221,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: render_compiled CASES_DIR\n");
         return 2;
     }
+    check_pool();
+    render_pool_install();
     d = opendir(argv[1]);
     if (!d) {
         perror(argv[1]);
