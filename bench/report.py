@@ -48,20 +48,23 @@ def pct(values, p):
     return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
 
 
-def throughput(w, extra):
-    rows = w.get("throughput", []) + (extra.get("throughput", []) if extra else [])
+KINDS = ["drover", "drover-lean", "prefect"]
+
+
+def throughput(w):
+    rows = w.get("throughput", [])
     ceiling = w.get("ceiling", {})
     out = ["## Dispatch throughput", "",
            "Runs per second from the worker's registration to the last infrastructure_pid "
            "(server timestamps); CPU seconds of the worker's own processes over the whole "
            "measurement (start included), and of its cgroup (everything it started, the "
-           "`true` runs included); peak RSS of the worker's processes.", "",
-           "| N | worker | runs/s | complete | worker CPU s | cgroup CPU s | server CPU s | peak RSS MiB | startup s |",
+           "`true` runs included); the server's CPU seconds per settled run; peak RSS of the "
+           "worker's processes.", "",
+           "| N | worker | runs/s | complete | worker CPU s | cgroup CPU s | server CPU ms per run | peak RSS MiB | startup s |",
            "|---|---|---|---|---|---|---|---|---|"]
-    sizes = sorted({r["n"] for r in rows})
-    kinds = ["drover", "prefect", "drover-default"]
+    sizes = sorted({r["n"] for r in rows} | {c["n"] for c in ceiling.get("runs", [])})
     for n in sizes:
-        for kind in kinds:
+        for kind in KINDS:
             rs = [r for r in rows if r["n"] == n and r["kind"] == kind]
             if not rs:
                 continue
@@ -70,7 +73,7 @@ def throughput(w, extra):
                 f"| {n} | {kind} | {mmm([r['runs_per_second'] for r in rs])} | {done}/{len(rs)} "
                 f"| {mmm([r['footprint']['cpu_s'] for r in rs], '{:.2f}')} "
                 f"| {mmm([r.get('cgroup_cpu_s') for r in rs], '{:.2f}')} "
-                f"| {mmm([r.get('server_cpu_s') for r in rs], '{:.1f}')} "
+                f"| {mmm([server_ms_per_run(r, r['with_pid'] + r['crashed']) for r in rs], '{:.0f}')} "
                 f"| {mmm([r['footprint']['rss_peak'] / MIB for r in rs])} "
                 f"| {mmm([r['startup_seconds'] for r in rs], '{:.2f}')} |")
         cs = [c for c in ceiling.get("runs", []) if c["n"] == n]
@@ -78,32 +81,36 @@ def throughput(w, extra):
             out.append(f"| {n} | ceiling (c={ceiling.get('concurrency')}) "
                        f"| {mmm([c['runs_per_second_server'] for c in cs])} "
                        f"| {sum(1 for c in cs if c['with_pid'] == n)}/{len(cs)} | | "
-                       f"| {mmm([c.get('server_cpu_s') for c in cs], '{:.1f}')} | | |")
+                       f"| {mmm([server_ms_per_run(c, c['with_pid']) for c in cs], '{:.0f}')} | | |")
     out += ["", "Incomplete measurements ended at the deadline or when no run settled for a "
             "minute; their rate is over the runs that settled.", "",
-            "| N | drover / Prefect runs/s | drover / ceiling | drover / Prefect worker CPU per run | drover / Prefect peak RSS |",
-            "|---|---|---|---|---|"]
+            "Ratios of medians:", "",
+            "| N | worker | runs/s / Prefect | runs/s / ceiling | worker CPU per run / Prefect | peak RSS / Prefect |",
+            "|---|---|---|---|---|---|"]
     for n in sizes:
-        d = [r for r in rows if r["n"] == n and r["kind"] == "drover"]
         p = [r for r in rows if r["n"] == n and r["kind"] == "prefect"]
         cs = [c for c in ceiling.get("runs", []) if c["n"] == n]
-        if not d:
-            continue
-        dr = med([r["runs_per_second"] for r in d])
         pr = med([r["runs_per_second"] for r in p])
         cr = med([c["runs_per_second_server"] for c in cs])
-        dcpu = med([r["footprint"]["cpu_s"] / max(r["with_pid"], 1) for r in d])
         pcpu = med([r["footprint"]["cpu_s"] / max(r["with_pid"], 1) for r in p])
-        drss = med([r["footprint"]["rss_peak"] for r in d])
         prss = med([r["footprint"]["rss_peak"] for r in p])
-        out.append(f"| {n} | {ratio(dr, pr)}x | {ratio(dr * 100 if dr else None, cr, '{:.0f}')}% "
-                   f"| {ratio(dcpu * 100 if dcpu else None, pcpu, '{:.1f}')}% "
-                   f"| {ratio(drss * 100 if drss else None, prss, '{:.1f}')}% |")
-    if ceiling.get("sweep"):
-        out += ["", "Ceiling client concurrency sweep (300 runs each): " + ", ".join(
-            f"c={c['concurrency']}: {c['runs_per_second_server']:.1f} runs/s"
-            for c in ceiling["sweep"])]
+        for kind in ("drover", "drover-lean"):
+            d = [r for r in rows if r["n"] == n and r["kind"] == kind]
+            if not d:
+                continue
+            dr = med([r["runs_per_second"] for r in d])
+            dcpu = med([r["footprint"]["cpu_s"] / max(r["with_pid"], 1) for r in d])
+            drss = med([r["footprint"]["rss_peak"] for r in d])
+            out.append(f"| {n} | {kind} | {ratio(dr, pr)}x "
+                       f"| {ratio(dr * 100 if dr else None, cr, '{:.0f}')}% "
+                       f"| {ratio(dcpu * 100 if dcpu else None, pcpu, '{:.1f}')}% "
+                       f"| {ratio(drss * 100 if drss else None, prss, '{:.1f}')}% |")
     return out
+
+
+def server_ms_per_run(r, settled):
+    cpu = r.get("server_cpu_s")
+    return 1000 * cpu / settled if cpu is not None and settled else None
 
 
 def idle(w):
@@ -130,15 +137,22 @@ def idle(w):
 def latency(w):
     out = ["## Pickup latency", "",
            "Run created (its expected start time) to infrastructure_pid written, runs created "
-           "at random moments; both workers poll every "
-           f"{w.get('query_seconds')} s.", "",
-           "| worker | runs | p50 s | p95 s | p99 s | max s |", "|---|---|---|---|---|---|"]
-    for r in w.get("latency", []):
-        lat = r["latencies"]
-        if not lat:
+           "at random moments; the workers poll every "
+           f"{w.get('query_seconds')} s. Per-repetition percentiles, median (min-max) over "
+           "the repetitions, then the percentiles of all runs pooled.", "",
+           "| worker | runs | p50 s | p95 s | p99 s | pooled p50 / p95 / p99 / max s |",
+           "|---|---|---|---|---|---|"]
+    for kind in KINDS:
+        rs = [r for r in w.get("latency", []) if r["kind"] == kind and r["latencies"]]
+        if not rs:
             continue
-        out.append(f"| {r['kind']} | {len(lat)}/{r['count']} | {pct(lat, 50):.3f} | "
-                   f"{pct(lat, 95):.3f} | {pct(lat, 99):.3f} | {max(lat):.3f} |")
+        pooled = sorted(x for r in rs for x in r["latencies"])
+        out.append(f"| {kind} | {len(pooled)}/{sum(r['count'] for r in rs)} "
+                   f"| {mmm([pct(r['latencies'], 50) for r in rs], '{:.3f}')} "
+                   f"| {mmm([pct(r['latencies'], 95) for r in rs], '{:.3f}')} "
+                   f"| {mmm([pct(r['latencies'], 99) for r in rs], '{:.3f}')} "
+                   f"| {pct(pooled, 50):.3f} / {pct(pooled, 95):.3f} / {pct(pooled, 99):.3f} "
+                   f"/ {max(pooled):.3f} |")
     return out
 
 
@@ -155,13 +169,15 @@ def micro(d: Path):
                        f"| {mmm([r['p90'] for r in rs], '{:.0f}')} "
                        f"| {mmm([r['p99'] for r in rs], '{:.0f}')} "
                        f"| {min(r['min'] for r in rs):.0f} | {max(r['max'] for r in rs):.0f} |")
-    pg = load(d / "pingers.json")
-    if pg:
-        out += ["", f"{pg['executors']} simulated executors pinging every {pg['ping_interval_ms']} ms: "
-                f"the supervisor used {pg['supervisor_cpu_s']:.2f} CPU s in {pg['seconds']:.0f} s, "
-                f"{100 * pg['supervisor_core_share']:.2f}% of one core "
-                f"({pg['pings']} pings, {pg['pongs']} pongs; supervisor RSS "
-                f"{pg['supervisor_rss_bytes'] / MIB:.1f} MiB)."]
+    pgs = [json.loads(line) for line in (d / "pingers.jsonl").read_text().splitlines()
+           if line.strip()] if (d / "pingers.jsonl").exists() else []
+    if pgs:
+        pg = pgs[0]
+        out += ["", f"{pg['executors']} simulated executors pinging every {pg['ping_interval_ms']} ms, "
+                f"{pg['seconds']:.0f} s windows: the supervisor used "
+                f"{mmm([100 * p['supervisor_core_share'] for p in pgs], '{:.2f}')} % of one core "
+                f"(pings answered: {mmm([100 * p['pongs'] / max(p['pings'], 1) for p in pgs], '{:.2f}')} %; "
+                f"supervisor RSS {mmm([p['supervisor_rss_bytes'] / MIB for p in pgs])} MiB)."]
     other = d / "other-micro.txt"
     if other.exists() and other.read_text().strip():
         out += ["", "Codec and renderer microbenchmarks (their own output):", "", "```",
@@ -173,20 +189,15 @@ def main():
     d = Path(sys.argv[1])
     machine = load(d / "machine.json") or {}
     w = load(d / "workers.json") or {}
-    # A second invocation of workers.py may add phases to the same run.
-    for key, value in (load(d / "workers-rest.json") or {}).items():
-        if key in ("ceiling", "latency", "idle", "throughput"):
-            w[key] = value
     if len(sys.argv) > 2:
         w["idle"] = load(Path(sys.argv[2])).get("idle", [])
-    extra = load(d / "workers-default-capacity.json")
     lines = ["# Benchmark results", "", "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()),
              f"Load average at the end: {load(d / 'loadavg-end.json')}",
              "Server 503 answers (SQLite busy) logged: "
              + ((d / "server-503-count.txt").read_text().strip()
                 if (d / "server-503-count.txt").exists() else "not counted"),
              ""]
-    for part in (throughput(w, extra), idle(w), latency(w), micro(d)):
+    for part in (throughput(w), idle(w), latency(w), micro(d)):
         lines += part + [""]
     print("\n".join(lines))
 

@@ -1,12 +1,12 @@
 #!/bin/sh
-# Runs every drover benchmark against one Prefect server, one thing at a time,
-# and writes the results (JSON) and a summary (Markdown) to OUT.
+# Runs every drover benchmark against real Prefect servers, one thing at a
+# time, and writes the results (JSON) and a summary (Markdown) to OUT.
 #
 #   bench/run-all.sh [OUT]          OUT defaults to bench/results/<UTC time>
 #
 # Environment: BUILD (build directory, default build-bench at the top of the
 # tree), VENV (virtual environment with Prefect, default .venv), QUICK=1 for a
-# short smoke run, and the repetition knobs below.
+# short smoke run, and the knobs below.
 set -eu
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,19 +15,16 @@ VENV=${VENV:-$TOP/.venv}
 PY=$VENV/bin/python
 OUT=${1:-$TOP/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
 SIZES=${SIZES:-100,500,2000}
-REPS=${REPS:-2}                 # repetitions of N < LARGE
-REPS_LARGE=${REPS_LARGE:-1}     # repetitions of N >= LARGE
-DEADLINE=${DEADLINE:-90}        # longest throughput measurement, seconds
-IDLE_WINDOW=${IDLE_WINDOW:-120} # idle footprint window, seconds
-PING_SECONDS=${PING_SECONDS:-60}
-CEILING_SIZES=${CEILING_SIZES:-100,500}
-CEILING_CONCURRENCY=${CEILING_CONCURRENCY:-16}   # a comma list sweeps on 300 runs first
-LATENCY_RUNS=${LATENCY_RUNS:-40}
-LARGE=${LARGE:-2000}            # smallest N that gets REPS_LARGE repetitions
-PHASES=${PHASES:-idle,throughput,ceiling,latency}
+REPS=${REPS:-5}                 # repetitions of every measurement
+DEADLINE=${DEADLINE:-120}       # longest throughput measurement, seconds
+IDLE_WINDOW=${IDLE_WINDOW:-300} # idle footprint window, seconds
+PING_SECONDS=${PING_SECONDS:-30}
+CEILING_CONCURRENCY=${CEILING_CONCURRENCY:-16}
+LATENCY_RUNS=${LATENCY_RUNS:-20}  # runs per latency repetition
+KINDS=${KINDS:-drover,drover-lean,prefect}
+PHASES=${PHASES:-idle,throughput,latency,micro}
 if [ "${QUICK:-0}" = 1 ]; then
-    SIZES=50; REPS=1; REPS_LARGE=1; DEADLINE=60; IDLE_WINDOW=10; PING_SECONDS=5
-    CEILING_SIZES=50; LATENCY_RUNS=10
+    SIZES=50; REPS=1; DEADLINE=60; IDLE_WINDOW=10; PING_SECONDS=5; LATENCY_RUNS=5
 fi
 
 mkdir -p "$OUT"
@@ -72,34 +69,29 @@ fi
 } >"$OUT/machine.json"
 say "machine: $(cat "$OUT/machine.json")"
 
-# ---- one server for everything ------------------------------------------
-"$PY" "$TOP/bench/server.py" --home "$WORK/server" --info "$WORK/server.json"
-API_URL=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['api_url'])" "$WORK/server.json")
-SERVER_PID=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" "$WORK/server.json")
+# ---- workers: idle, throughput and the ceiling, pickup latency ---------------
+# workers.py starts its own servers: one per throughput measurement, on a copy
+# of a database prepared once per batch size.
 export DROVER_BUILD_DIR=$BUILD DROVER_VENV=$VENV
-
-# ---- workers: idle, throughput, the ceiling, pickup latency ---------------
-say "workers: idle, throughput, ceiling, latency"
-"$PY" "$TOP/bench/workers.py" --api-url "$API_URL" --server-pid "$SERVER_PID" \
-    --workdir "$WORK/workers" --out "$OUT/workers.json" \
-    --phases "$PHASES" --sizes "$SIZES" --reps "$REPS" \
-    --reps-large "$REPS_LARGE" --large "$LARGE" --deadline "$DEADLINE" --idle-window "$IDLE_WINDOW" \
-    --ceiling-bin "$BENCH_BIN/drover-bench-ceiling" --ceiling-sizes "$CEILING_SIZES" \
-    --ceiling-concurrency "$CEILING_CONCURRENCY" --latency-runs "$LATENCY_RUNS" \
-    --latency-mean-gap 1.0 >/dev/null
-
-# drover with its local executor's default capacity (4 runs per CPU): the
-# supervisor claims no more than its executors can take.
-say "drover with the default executor capacity"
-"$PY" "$TOP/bench/workers.py" --api-url "$API_URL" --server-pid "$SERVER_PID" \
-    --workdir "$WORK/default" --out "$OUT/workers-default-capacity.json" \
-    --phases throughput --kinds drover-default --sizes "${SIZES%%,*}" --reps 1 --reps-large 0 \
-    --deadline "$DEADLINE" >/dev/null
+WORKER_PHASES=$(printf '%s\n' "$PHASES" | tr ',' '\n' | grep -v '^micro$' | paste -sd, -)
+if [ -n "$WORKER_PHASES" ]; then
+    say "workers: $WORKER_PHASES"
+    "$PY" "$TOP/bench/workers.py" --workdir "$WORK/workers" --out "$OUT/workers.json" \
+        --phases "$WORKER_PHASES" --kinds "$KINDS" --sizes "$SIZES" --reps "$REPS" \
+        --deadline "$DEADLINE" --idle-window "$IDLE_WINDOW" \
+        --ceiling-bin "$BENCH_BIN/drover-bench-ceiling" --ceiling-concurrency "$CEILING_CONCURRENCY" \
+        --latency-runs "$LATENCY_RUNS" --latency-mean-gap 1.0 >/dev/null
+fi
+case ",$PHASES," in *,micro,*) ;; *)
+    "$PY" "$TOP/bench/report.py" "$OUT" >"$OUT/summary.md"
+    say "results in $OUT (summary.md); logs of the workers in $WORK"
+    exit 0 ;;
+esac
 
 # ---- microbenchmarks --------------------------------------------------------
 say "job -> started round trip"
 : >"$OUT/roundtrip.jsonl"
-for rep in 1 2 3; do
+for rep in $(seq "$REPS"); do
     for transport in ipc tcp; do
         "$BENCH_BIN/drover-bench-roundtrip" --executor "$BUILD/bin/drover-executor-process" \
             --transport "$transport" --count 300 --warmup 30 --label "rep$rep" >>"$OUT/roundtrip.jsonl"
@@ -107,19 +99,26 @@ for rep in 1 2 3; do
 done
 
 say "1000 pinging executors against one supervisor"
+"$PY" "$TOP/bench/server.py" --home "$WORK/server" --info "$WORK/server.json"
+API_URL=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['api_url'])" "$WORK/server.json")
+SERVER_PID=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" "$WORK/server.json")
 PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$BUILD/bin/drover-executor-process" --describe >"$WORK/schema.json"
-mkdir -p "$WORK/sup"
-env -i PATH="$BUILD/bin:/usr/bin:/bin" HOME="$WORK/sup" XDG_RUNTIME_DIR="$WORK/sup" \
-    PREFECT_API_URL="$API_URL" \
-    "$BUILD/bin/drover" worker start --pool "pingers-$$" --type process --no-local-executor \
-    --bind "tcp://127.0.0.1:$PORT" >"$WORK/sup/drover.log" 2>&1 &
-SUPERVISOR_PID=$!
-sleep 3
-"$BENCH_BIN/drover-bench-pingers" --endpoint "tcp://127.0.0.1:$PORT" --pid "$SUPERVISOR_PID" \
-    --schema-file "$WORK/schema.json" --count 1000 --seconds "$PING_SECONDS" >"$OUT/pingers.json"
-kill -TERM "$SUPERVISOR_PID"; wait "$SUPERVISOR_PID" || true; SUPERVISOR_PID=
-cp "$WORK/sup/drover.log" "$OUT/pingers-supervisor.log"
+: >"$OUT/pingers.jsonl"
+for rep in $(seq "$REPS"); do
+    SUP=$WORK/sup-$rep
+    mkdir -p "$SUP"
+    env -i PATH="$BUILD/bin:/usr/bin:/bin" HOME="$SUP" XDG_RUNTIME_DIR="$SUP" \
+        PREFECT_API_URL="$API_URL" \
+        "$BUILD/bin/drover" worker start --pool "pingers-$$-$rep" --type process --no-local-executor \
+        --bind "tcp://127.0.0.1:$PORT" >"$SUP/drover.log" 2>&1 &
+    SUPERVISOR_PID=$!
+    sleep 3
+    "$BENCH_BIN/drover-bench-pingers" --endpoint "tcp://127.0.0.1:$PORT" --pid "$SUPERVISOR_PID" \
+        --schema-file "$WORK/schema.json" --count 1000 --seconds "$PING_SECONDS" >>"$OUT/pingers.jsonl"
+    kill -TERM "$SUPERVISOR_PID"; wait "$SUPERVISOR_PID" || true; SUPERVISOR_PID=
+    cp "$SUP/drover.log" "$OUT/pingers-supervisor-$rep.log"
+done
 
 # The codec and renderer microbenchmarks (bench/codec, bench/render), when built.
 : >"$OUT/other-micro.txt"

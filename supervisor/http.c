@@ -5,6 +5,14 @@
  * and when to call back through CURLMOPT_TIMERFUNCTION; both are mirrored
  * into small tables the supervisor's zmq_poll reads.  Retries wait in a
  * list ordered by nothing: it is short, and scanned once per dispatch.
+ *
+ * Writes (every method but GET and HEAD, except POSTs that only filter or
+ * count) pass a window of requests in flight.  A Prefect server on SQLite
+ * lets one write in at a time and answers 503 to a write that finds the
+ * database locked, so many concurrent writes cost it more CPU in failed
+ * attempts than they gain.  The window halves on a 503 or 429 and grows by
+ * one for each window of writes that succeed, as TCP's congestion window
+ * does; a server that never answers 503 keeps all HTTP_MAX_CONNECTIONS.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -20,9 +28,10 @@
 #include "util.h"
 
 #define HTTP_MAX_SOCKETS 256
+#define HTTP_MAX_CONNECTIONS 16   /* per host, and the largest write window */
 
 struct http_req {
-    struct http_req *next;          /* in the waiting list */
+    struct http_req *next;          /* in the waiting or the gated list */
     struct http_req *all_prev;      /* every live request, for http_free */
     struct http_req *all_next;
     CURL            *easy;
@@ -33,6 +42,7 @@ struct http_req {
     int              attempts;
     int64_t          due_ms;        /* when a retry may start; 0 = in flight */
     int64_t          started_ms;    /* start of the current attempt */
+    int              is_write;      /* passes the write window */
     http_done_fn     done;
     void            *arg;
     void           (*release_arg)(void *);
@@ -62,6 +72,11 @@ struct http {
     struct http_sock  socks[HTTP_MAX_SOCKETS];
     int               nsocks;
     struct http_req  *waiting;      /* retries not yet started */
+    struct http_req  *gated;        /* writes waiting for the window, oldest first */
+    struct http_req  *gated_tail;
+    double            write_window; /* writes allowed in flight, 1 to HTTP_MAX_CONNECTIONS */
+    int               writes_in_flight;
+    int64_t           window_cut_ms; /* last halving; replies to older attempts do not cut again */
     struct http_req  *all;          /* every live request */
     size_t            pending;
 };
@@ -183,7 +198,8 @@ http_new(const struct http_options *opts, char *err, size_t errlen)
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, http_timer_cb);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
-    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)HTTP_MAX_CONNECTIONS);
+    h->write_window = HTTP_MAX_CONNECTIONS;
     return h;
 }
 
@@ -306,6 +322,102 @@ http_start(struct http *h, struct http_req *r)
     return 0;
 }
 
+/* Returns 1 for a request that writes on the server.  POSTs to .../filter,
+ * .../count and .../paginate only read. */
+static int
+http_is_write(const char *method, const char *path)
+{
+    static const char *const read_posts[] = { "/filter", "/count", "/paginate" };
+    size_t n = strlen(path);
+
+    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
+        return 0;
+    if (strcmp(method, "POST") != 0)
+        return 1;
+    while (n > 0 && path[n - 1] == '/')
+        n--;
+    for (size_t i = 0; i < sizeof read_posts / sizeof read_posts[0]; i++) {
+        size_t k = strlen(read_posts[i]);
+
+        if (n >= k && strncmp(path + n - k, read_posts[i], k) == 0)
+            return 0;
+    }
+    return 1;
+}
+
+static int
+http_launch(struct http *h, struct http_req *r)
+{
+    if (http_start(h, r) == -1)
+        return -1;
+    if (r->is_write)
+        h->writes_in_flight++;
+    return 0;
+}
+
+/* Calls back a request whose transfer could not start, and frees it. */
+static void
+http_fail_start(struct http *h, struct http_req *r)
+{
+    struct http_response resp = { .status = 0, .body = "", .error = "cannot start transfer",
+                                  .retry_after_s = -1 };
+
+    h->pending--;
+    http_req_unlink(h, r);
+    if (r->done)
+        r->done(r->arg, &resp);
+    http_req_free(r);
+}
+
+static void
+http_gate(struct http *h, struct http_req *r)
+{
+    r->next = NULL;
+    if (h->gated_tail)
+        h->gated_tail->next = r;
+    else
+        h->gated = r;
+    h->gated_tail = r;
+}
+
+static int
+http_window_open(const struct http *h)
+{
+    return h->writes_in_flight < (int)h->write_window;
+}
+
+/* Starts gated writes while the window has room. */
+static void
+http_pump(struct http *h)
+{
+    while (h->gated && http_window_open(h)) {
+        struct http_req *r = h->gated;
+
+        if ((h->gated = r->next) == NULL)
+            h->gated_tail = NULL;
+        r->next = NULL;
+        if (http_launch(h, r) == -1)
+            http_fail_start(h, r);
+    }
+}
+
+/* Adjusts the write window to the reply of one write attempt. */
+static void
+http_window_update(struct http *h, const struct http_req *r, long status)
+{
+    if (status == 503 || status == 429) {
+        if (r->started_ms < h->window_cut_ms)
+            return;
+        h->write_window = h->write_window / 2 < 1 ? 1 : h->write_window / 2;
+        h->window_cut_ms = util_now_ms();
+        log_debug("event=http_write_window size=%d status=%ld", (int)h->write_window, status);
+    } else if (status >= 200 && status < 500) {
+        h->write_window += 1 / h->write_window;
+        if (h->write_window > HTTP_MAX_CONNECTIONS)
+            h->write_window = HTTP_MAX_CONNECTIONS;
+    }
+}
+
 int
 http_request(struct http *h, const char *method, const char *path, const char *body,
              int max_attempts, http_done_fn done, void *arg, void (*release_arg)(void *))
@@ -334,7 +446,10 @@ http_request(struct http *h, const char *method, const char *path, const char *b
     r->headers = curl_slist_append(r->headers, "Expect:");
     if (r->headers == NULL)
         goto fail;
-    if (http_start(h, r) == -1)
+    r->is_write = http_is_write(method, path);
+    if (r->is_write && (h->gated || !http_window_open(h)))
+        http_gate(h, r);
+    else if (http_launch(h, r) == -1)
         goto fail;
     r->all_next = h->all;
     if (h->all)
@@ -421,6 +536,10 @@ http_finish(struct http *h, struct http_req *r, CURLcode rc)
     if (rc == CURLE_OK)
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
     curl_multi_remove_handle(h->multi, r->easy);
+    if (r->is_write) {
+        h->writes_in_flight--;
+        http_window_update(h, r, status);
+    }
 
     if (http_transient(status) &&
         (r->max_attempts == HTTP_FOREVER || r->attempts < r->max_attempts)) {
@@ -486,16 +605,10 @@ http_dispatch(struct http *h, const zmq_pollitem_t *items, int n)
         }
         *pp = r->next;
         r->next = NULL;
-        if (http_start(h, r) == -1) {
-            struct http_response resp = { .status = 0, .body = "", .error = "cannot start transfer",
-                                          .retry_after_s = -1 };
-
-            h->pending--;
-            http_req_unlink(h, r);
-            if (r->done)
-                r->done(r->arg, &resp);
-            http_req_free(r);
-        }
+        if (r->is_write && (h->gated || !http_window_open(h)))
+            http_gate(h, r);
+        else if (http_launch(h, r) == -1)
+            http_fail_start(h, r);
     }
 
     while ((msg = curl_multi_info_read(h->multi, &left)) != NULL) {
@@ -506,6 +619,7 @@ http_dispatch(struct http *h, const zmq_pollitem_t *items, int n)
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
         http_finish(h, r, msg->data.result);
     }
+    http_pump(h);
 }
 
 size_t

@@ -63,6 +63,9 @@ usage(FILE *out)
         "      --state-dir DIR         state of local executors (default $XDG_RUNTIME_DIR/drover)\n"
         "      --lost-grace-seconds N  wait for a silent executor before its runs crash (60)\n"
         "      --drain-seconds N       longest drain on SIGTERM (30)\n"
+        "      --no-run-labels         do not add the worker and work pool labels to flow runs\n"
+        "      --no-submitting-state   do not propose the Pending \"Submitting\" state before a start\n"
+        "                              (each saves one API write per run on a busy server)\n"
         "      --trace                 log every protocol message\n"
         "      --debug                 log debug lines\n"
         "environment: PREFECT_API_URL (required), PREFECT_API_KEY, PREFECT_API_AUTH_STRING,\n"
@@ -267,7 +270,8 @@ static int
 cmd_worker_start(int argc, char **argv)
 {
     enum { O_PREFETCH = 256, O_RUN_ONCE, O_BIND, O_NO_LOCAL, O_EXECUTORS, O_PROGRAM, O_STATE,
-           O_TRACE, O_DEBUG, O_TEMPLATE, O_NO_CREATE, O_LOST, O_DRAIN, O_CURVE_KEY, O_CURVE_ALLOW };
+           O_TRACE, O_DEBUG, O_TEMPLATE, O_NO_CREATE, O_LOST, O_DRAIN, O_CURVE_KEY, O_CURVE_ALLOW,
+           O_NO_LABELS, O_NO_SUBMITTING };
     static const struct option opts[] = {
         { "pool", required_argument, NULL, 'p' },
         { "type", required_argument, NULL, 't' },
@@ -287,6 +291,8 @@ cmd_worker_start(int argc, char **argv)
         { "no-create-pool-if-not-found", no_argument, NULL, O_NO_CREATE },
         { "lost-grace-seconds", required_argument, NULL, O_LOST },
         { "drain-seconds", required_argument, NULL, O_DRAIN },
+        { "no-run-labels", no_argument, NULL, O_NO_LABELS },
+        { "no-submitting-state", no_argument, NULL, O_NO_SUBMITTING },
         { "curve-secret-key-file", required_argument, NULL, O_CURVE_KEY },
         { "curve-allow-file", required_argument, NULL, O_CURVE_ALLOW },
         { "help", no_argument, NULL, 'h' },
@@ -307,6 +313,8 @@ cmd_worker_start(int argc, char **argv)
     w.cfg.liveness_ms = 10000;
     w.cfg.lost_grace_ms = 60000;
     w.cfg.drain_s = 30;
+    w.cfg.run_labels = 1;
+    w.cfg.submitting_state = 1;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "p:t:q:n:l:h", opts, NULL)) != -1) {
@@ -337,6 +345,8 @@ cmd_worker_start(int argc, char **argv)
         case O_NO_CREATE: w.cfg.create_pool = 0; break;
         case O_LOST: w.cfg.lost_grace_ms = parse_int("--lost-grace-seconds", optarg, 0, 86400) * 1000; break;
         case O_DRAIN: w.cfg.drain_s = parse_int("--drain-seconds", optarg, 0, 86400); break;
+        case O_NO_LABELS: w.cfg.run_labels = 0; break;
+        case O_NO_SUBMITTING: w.cfg.submitting_state = 0; break;
         case O_CURVE_KEY: w.cfg.curve_secret_key_file = optarg; break;
         case O_CURVE_ALLOW: w.cfg.curve_allow_file = optarg; break;
         case 'h': usage(stdout); return 0;

@@ -717,23 +717,27 @@ run_submit(struct worker *w, struct run *r)
     r->waiting = 0;
 
     /* Worker labels on the flow run.  Servers before Prefect 3.2 reply 404 or 405 here. */
-    labels = json_pack("{s:s, s:s, s:s, s:s}", "prefect.worker.name", w->name,
-                       "prefect.worker.type", w->type, "prefect.work-pool.name", w->cfg.pool,
-                       "prefect.work-pool.id", w->pool_id);
-    snprintf(path, sizeof path, "/flow_runs/%s/labels", r->id);
-    r->waiting++;
-    r->refs++;
-    if (labels == NULL || prefect_call(w, "PATCH", path, labels, 5, run_submit_step, r) == -1) {
-        r->waiting--;
-        r->refs--;
+    if (w->cfg.run_labels) {
+        labels = json_pack("{s:s, s:s, s:s, s:s}", "prefect.worker.name", w->name,
+                           "prefect.worker.type", w->type, "prefect.work-pool.name", w->cfg.pool,
+                           "prefect.work-pool.id", w->pool_id);
+        snprintf(path, sizeof path, "/flow_runs/%s/labels", r->id);
+        r->waiting++;
+        r->refs++;
+        if (labels == NULL || prefect_call(w, "PATCH", path, labels, 5, run_submit_step, r) == -1) {
+            r->waiting--;
+            r->refs--;
+        }
     }
 
     /* Servers before Prefect 3.6.22 abort this proposal; the result is ignored either way. */
-    r->waiting++;
-    r->refs++;
-    if (prefect_set_state(w, r->id, "PENDING", "Submitting", NULL, 0, 3, run_submit_step, r) == -1) {
-        r->waiting--;
-        r->refs--;
+    if (w->cfg.submitting_state) {
+        r->waiting++;
+        r->refs++;
+        if (prefect_set_state(w, r->id, "PENDING", "Submitting", NULL, 0, 3, run_submit_step, r) == -1) {
+            r->waiting--;
+            r->refs--;
+        }
     }
     if (r->waiting == 0) {
         run_enter(w, r, RUN_DISPATCHED);

@@ -51,6 +51,8 @@ struct worker_config {
     int         liveness_ms;
     int         lost_grace_ms;    /* after an executor expires, before its runs crash */
     int         drain_s;
+    int         run_labels;       /* PATCH the worker's labels onto each flow run */
+    int         submitting_state; /* propose Pending "Submitting" before each start */
     const char *curve_secret_key_file;
     const char *curve_allow_file;
 };

@@ -151,6 +151,9 @@ class Server:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_SERVER_UI_ENABLED": "false",
             "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+            # Runs of a snapshot were scheduled minutes before a measurement
+            # starts; marking them Late would add a write per run to it.
+            "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
         })
         self.proc = Proc([VENV / "bin" / "prefect", "server", "start", "--host", "127.0.0.1",
                           "--port", port], env, home / "server.log", cwd=home)
@@ -171,6 +174,10 @@ class Server:
 
     def stop(self) -> None:
         self.proc.stop()
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of the server's process tree so far."""
+        return sum(cpu_seconds(pid) for pid in worker_tree(self.proc.pid))
 
 
 class Api:
@@ -316,14 +323,13 @@ def worker_env(api_url: str, home: Path, query_s: float, heartbeat_s: float = 30
 
 
 def worker_argv(kind: str, pool: str, name: str, limit: int, extra=()) -> list:
-    """kind: prefect, drover (executor capacity raised to the limit) or
-    drover-default (the local executor's default capacity, 4 per CPU)."""
+    """kind: prefect, drover (as installed) or drover-lean (drover without the
+    two optional writes per run: worker labels and the Submitting state)."""
     if kind == "drover":
         prog = BUILD / "bin" / "drover"
-        extra = ["--executor-program", SOURCE_DIR / "bench" / "lib" / "executor-capacity.sh",
-                 *extra]
-    elif kind == "drover-default":
+    elif kind == "drover-lean":
         prog = BUILD / "bin" / "drover"
+        extra = ["--no-run-labels", "--no-submitting-state", *extra]
     else:
         prog = VENV / "bin" / "prefect"
     return [prog, "worker", "start", "--pool", pool, "--name", name, "--type", "process",
@@ -338,8 +344,6 @@ def start_worker(kind, api_url, pool, workdir: Path, query_s, limit=100000, extr
     env = worker_env(api_url, home, query_s)
     if kind.startswith("drover"):
         env["XDG_RUNTIME_DIR"] = str(home)   # executor state stays in the temp dir
-        env["DROVER_BENCH_EXECUTOR"] = str(BUILD / "bin" / "drover-executor-process")
-        env["DROVER_BENCH_CAPACITY"] = str(min(limit, 65535))
     return name, Proc(worker_argv(kind, pool, name, limit, extra), env,
                       workdir / f"{name}.log", cwd=home, group=group)
 

@@ -28,7 +28,9 @@ def test_hello_run_completes(api, start_worker, worker_kind, examples_dir):
 
     final = api.wait_for_final_state(run["id"])
     labels = final["labels"]
-    types = [state["type"] for state in api.state_history(run["id"])]
+    history = api.state_history(run["id"])
+    types = [state["type"] for state in history]
+    names = [state["name"] for state in history]
 
     assert final["state"]["type"] == "COMPLETED", final["state"]
     assert worker_kind.infrastructure_pid_valid(final["infrastructure_pid"]), \
@@ -38,6 +40,7 @@ def test_hello_run_completes(api, start_worker, worker_kind, examples_dir):
     assert labels.get("prefect.work-pool.name") == worker.pool, labels
     assert labels.get("prefect.work-pool.id") == pool["id"], labels
     assert is_subsequence(["PENDING", "RUNNING", "COMPLETED"], types), types
+    assert is_subsequence(["Pending", "Submitting", "Running"], names), names
     assert types[-1] == "COMPLETED", types
 
 
@@ -123,3 +126,20 @@ def test_limit_one_runs_one_at_a_time(api, start_worker, examples_dir):
     (first_start, first_end), (second_start, second_end) = sorted(intervals)
     assert first_end <= second_start, \
         f"runs overlapped: {first_start}..{first_end} and {second_start}..{second_end}"
+
+
+def test_lean_options_skip_optional_writes(api, start_worker, worker_kind, examples_dir):
+    worker_kind.require_drover("--no-run-labels and --no-submitting-state are drover options")
+    worker = start_worker(extra_args=["--no-run-labels", "--no-submitting-state"])
+    deployment = api.create_deployment("hello", worker.pool, examples_dir)
+    run = api.create_flow_run(deployment["id"], parameters={"name": "lean"})
+
+    final = api.wait_for_final_state(run["id"])
+    names = [state["name"] for state in api.state_history(run["id"])]
+
+    assert final["state"]["type"] == "COMPLETED", final["state"]
+    assert final["infrastructure_pid"], final
+    assert "prefect.worker.name" not in final["labels"], final["labels"]
+    assert "prefect.work-pool.name" not in final["labels"], final["labels"]
+    assert "Pending" in names, names
+    assert "Submitting" not in names, names
