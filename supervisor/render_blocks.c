@@ -21,18 +21,38 @@
 
 #define BLOCK_PREFIX "prefect.blocks."
 
+/* A parsed block placeholder name.  The strings point into storage: the
+ * small array when they fit, else one malloc'd block. */
 struct block_ref {
     char *slug;
     char *name;
     char *path; /* NULL when the placeholder has no attribute path */
+    char *key;  /* "slug:<slug>/<name>", the key of the document */
+    char *storage;
+    char small[256];
 };
 
 static void block_ref_clear(struct block_ref *ref)
 {
-    free(ref->slug);
-    free(ref->name);
-    free(ref->path);
-    memset(ref, 0, sizeof(*ref));
+    if (ref->storage != ref->small)
+        free(ref->storage);
+    ref->storage = NULL;
+}
+
+/* Writes "slug:<slug>/<name>" to ref->key, which has room for it. */
+static void build_key(struct block_ref *ref)
+{
+    size_t slug_len = strlen(ref->slug);
+    size_t name_len = strlen(ref->name);
+    char *w = ref->key;
+
+    memcpy(w, "slug:", 5);
+    w += 5;
+    memcpy(w, ref->slug, slug_len);
+    w += slug_len;
+    *w++ = '/';
+    memcpy(w, ref->name, name_len);
+    w[name_len] = '\0';
 }
 
 /* Parses the name of a block placeholder.  Every occurrence of the prefix
@@ -42,12 +62,15 @@ static int parse_block_name(const char *name, size_t len, struct block_ref *ref,
                             size_t errlen)
 {
     size_t plen = strlen(BLOCK_PREFIX);
-    char *rest = malloc(len + 1);
+    /* The rest (at most len bytes) and the key (at most len + 6) with NULs. */
+    size_t need = 2 * len + 8;
+    char *rest;
     size_t n = 0;
     char *dot1;
     char *dot2;
 
-    memset(ref, 0, sizeof(*ref));
+    ref->storage = need <= sizeof(ref->small) ? ref->small : malloc(need);
+    rest = ref->storage;
     if (!rest) {
         render_errf(err, errlen, "out of memory");
         return -1;
@@ -67,37 +90,19 @@ static int parse_block_name(const char *name, size_t len, struct block_ref *ref,
                     "invalid block placeholder \"%.*s\": expected "
                     "prefect.blocks.<block-type-slug>.<block-document-name>",
                     (int)len, name);
-        free(rest);
+        block_ref_clear(ref);
         return -1;
     }
     *dot1 = '\0';
     dot2 = strchr(dot1 + 1, '.');
     if (dot2)
         *dot2 = '\0';
-    ref->slug = strdup(rest);
-    ref->name = strdup(dot1 + 1);
-    ref->path = dot2 ? strdup(dot2 + 1) : NULL;
-    free(rest);
-    if (!ref->slug || !ref->name || (dot2 && !ref->path)) {
-        block_ref_clear(ref);
-        render_errf(err, errlen, "out of memory");
-        return -1;
-    }
+    ref->slug = rest;
+    ref->name = dot1 + 1;
+    ref->path = dot2 ? dot2 + 1 : NULL;
+    ref->key = rest + n + 1;
+    build_key(ref);
     return 0;
-}
-
-static char *slug_key(const struct block_ref *ref)
-{
-    size_t len = strlen("slug:") + strlen(ref->slug) + 1 + strlen(ref->name) + 1;
-    char *key = malloc(len);
-
-    if (key) {
-        strcpy(key, "slug:");
-        strcat(key, ref->slug);
-        strcat(key, "/");
-        strcat(key, ref->name);
-    }
-    return key;
 }
 
 /* The block_document_id of a {"$ref": {...}} object: 1 with *id set when
@@ -142,6 +147,34 @@ static int add_key(json_t *list, json_t *seen, const char *key)
     return json_array_append_new(list, json_stringn_nocheck(key, len));
 }
 
+/* Kept out of line so that struct block_ref is not on the stack of every
+ * level of the recursive walk. */
+static __attribute__((noinline)) int collect_string(const json_t *node, json_t *list,
+                                                    json_t *seen)
+{
+    const char *text = json_string_value(node);
+    size_t len = json_string_length(node);
+    struct render_ph ph;
+    size_t pos = 0;
+
+    while (render_ph_next(text, len, pos, &ph)) {
+        struct block_ref ref;
+
+        pos = ph.end;
+        if (ph.kind != RENDER_PH_BLOCK)
+            continue;
+        if (parse_block_name(text + ph.name_start, ph.name_end - ph.name_start, &ref, NULL,
+                             0) == 0) {
+            int rc = add_key(list, seen, ref.key);
+
+            block_ref_clear(&ref);
+            if (rc < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
 int render_collect_blocks_into(const json_t *node, json_t *list, json_t *seen, int depth)
 {
     if (depth > RENDER_MAX_DEPTH)
@@ -168,7 +201,8 @@ int render_collect_blocks_into(const json_t *node, json_t *list, json_t *seen, i
         void *iter;
 
         RENDER_OBJECT_FOREACH_VALUE((json_t *)node, iter, item)
-            if (!render_is_plain(item) && render_collect_blocks_into(item, list, seen, depth + 1) < 0)
+            if (!render_is_plain(item) &&
+                render_collect_blocks_into(item, list, seen, depth + 1) < 0)
                 return -1;
         return 0;
     }
@@ -177,34 +211,13 @@ int render_collect_blocks_into(const json_t *node, json_t *list, json_t *seen, i
         json_t *item;
 
         json_array_foreach(node, i, item)
-            if (!render_is_plain(item) && render_collect_blocks_into(item, list, seen, depth + 1) < 0)
+            if (!render_is_plain(item) &&
+                render_collect_blocks_into(item, list, seen, depth + 1) < 0)
                 return -1;
         return 0;
     }
-    if (json_is_string(node)) {
-        const char *text = json_string_value(node);
-        size_t len = json_string_length(node);
-        struct render_ph ph;
-        size_t pos = 0;
-
-        while (render_ph_next(text, len, pos, &ph)) {
-            struct block_ref ref;
-
-            pos = ph.end;
-            if (ph.kind != RENDER_PH_BLOCK)
-                continue;
-            if (parse_block_name(text + ph.name_start, ph.name_end - ph.name_start, &ref, NULL,
-                                 0) == 0) {
-                char *key = slug_key(&ref);
-                int rc = key ? add_key(list, seen, key) : -1;
-
-                free(key);
-                block_ref_clear(&ref);
-                if (rc < 0)
-                    return -1;
-            }
-        }
-    }
+    if (json_is_string(node))
+        return collect_string(node, list, seen);
     return 0;
 }
 
@@ -242,25 +255,20 @@ static int list_variables(const struct resolve_ctx *ctx, const json_t *value, in
 }
 
 /* _resolve_single_placeholder: the value a block placeholder stands for,
- * as a new reference. */
-static json_t *resolve_placeholder(const struct resolve_ctx *ctx, const char *text,
-                                   const struct render_ph *ph)
+ * as a new reference.  Out of line, as collect_string. */
+static __attribute__((noinline)) json_t *resolve_placeholder(const struct resolve_ctx *ctx,
+                                                             const char *text,
+                                                             const struct render_ph *ph)
 {
     struct block_ref ref;
     char excerpt[72];
-    char *key;
     const json_t *data;
     json_t *value = NULL;
 
     if (parse_block_name(text + ph->name_start, ph->name_end - ph->name_start, &ref, ctx->err,
                          ctx->errlen) < 0)
         return NULL;
-    key = slug_key(&ref);
-    if (!key) {
-        render_errf(ctx->err, ctx->errlen, "out of memory");
-        goto done;
-    }
-    data = json_object_get(ctx->blocks, key);
+    data = json_object_get(ctx->blocks, ref.key);
     if (!data) {
         render_errf(ctx->err, ctx->errlen,
                     "block not found: '%s' of type '%s' is referenced by the configuration "
@@ -293,7 +301,6 @@ static json_t *resolve_placeholder(const struct resolve_ctx *ctx, const char *te
     }
 
 done:
-    free(key);
     block_ref_clear(&ref);
     return value;
 }

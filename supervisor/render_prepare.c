@@ -43,6 +43,23 @@ static const char *type_name(const json_t *value)
     return "a value";
 }
 
+/* Whether text is a UUID in str(UUID)'s form: 36 characters, lowercase
+ * hex digits and hyphens after the 8th, 12th, 16th and 20th digit. */
+static int is_canonical_uuid(const char *text)
+{
+    for (size_t i = 0; i < 36; i++) {
+        char c = text[i];
+
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-')
+                return 0;
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return 0;
+        }
+    }
+    return text[36] == '\0';
+}
+
 /* str(UUID(text)): lowercase, hyphenated.  Accepts the forms Python and
  * pydantic accept (hyphens, braces, urn:uuid: prefix). */
 static int normalize_uuid(const char *text, char out[37])
@@ -51,6 +68,11 @@ static int normalize_uuid(const char *text, char out[37])
     size_t n = 0;
     size_t len;
 
+    /* The API sends the canonical form, which needs no rewriting. */
+    if (is_canonical_uuid(text)) {
+        memcpy(out, text, 37);
+        return 0;
+    }
     if (strncasecmp(text, "urn:uuid:", 9) == 0)
         text += 9;
     len = strlen(text);

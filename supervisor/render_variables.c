@@ -12,11 +12,12 @@
 
 #define VARIABLE_PREFIX "prefect.variables."
 
-/* Returns the variable name of a placeholder as a new string. */
-static char *variable_name(const char *name, size_t len)
+/* Returns the variable name of a placeholder: in small (of small_size
+ * bytes) when it fits, else in a new string; NULL when out of memory. */
+static char *variable_name(const char *name, size_t len, char *small, size_t small_size)
 {
     size_t plen = strlen(VARIABLE_PREFIX);
-    char *out = malloc(len + 1);
+    char *out = len < small_size ? small : malloc(len + 1);
     size_t n = 0;
 
     if (!out)
@@ -32,6 +33,42 @@ static char *variable_name(const char *name, size_t len)
     return out;
 }
 
+/* Kept out of line so that the name buffer is not on the stack of every
+ * level of the recursive walk. */
+static __attribute__((noinline)) int collect_string(const json_t *node, json_t *list,
+                                                    json_t *seen)
+{
+    const char *text = json_string_value(node);
+    size_t len = json_string_length(node);
+    struct render_ph ph;
+    size_t pos = 0;
+    char small[256];
+
+    while (render_ph_next(text, len, pos, &ph)) {
+        char *name;
+        int rc = 0;
+
+        pos = ph.end;
+        if (ph.kind != RENDER_PH_VARIABLE)
+            continue;
+        name = variable_name(text + ph.name_start, ph.name_end - ph.name_start, small,
+                             sizeof(small));
+        if (!name)
+            return -1;
+        /* name is template text cut at ASCII characters: valid UTF-8. */
+        if (!json_object_get(seen, name)) {
+            rc = json_object_set_new_nocheck(seen, name, json_true());
+            if (rc == 0)
+                rc = json_array_append_new(list, json_stringn_nocheck(name, strlen(name)));
+        }
+        if (name != small)
+            free(name);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
 int render_collect_variables_into(const json_t *node, json_t *list, json_t *seen, int depth)
 {
     if (depth > RENDER_MAX_DEPTH)
@@ -42,7 +79,8 @@ int render_collect_variables_into(const json_t *node, json_t *list, json_t *seen
         void *iter;
 
         RENDER_OBJECT_FOREACH_VALUE((json_t *)node, iter, item)
-            if (!render_is_plain(item) && render_collect_variables_into(item, list, seen, depth + 1) < 0)
+            if (!render_is_plain(item) &&
+                render_collect_variables_into(item, list, seen, depth + 1) < 0)
                 return -1;
         return 0;
     }
@@ -51,37 +89,13 @@ int render_collect_variables_into(const json_t *node, json_t *list, json_t *seen
         json_t *item;
 
         json_array_foreach(node, i, item)
-            if (!render_is_plain(item) && render_collect_variables_into(item, list, seen, depth + 1) < 0)
+            if (!render_is_plain(item) &&
+                render_collect_variables_into(item, list, seen, depth + 1) < 0)
                 return -1;
         return 0;
     }
-    if (json_is_string(node)) {
-        const char *text = json_string_value(node);
-        size_t len = json_string_length(node);
-        struct render_ph ph;
-        size_t pos = 0;
-
-        while (render_ph_next(text, len, pos, &ph)) {
-            char *name;
-            int rc = 0;
-
-            pos = ph.end;
-            if (ph.kind != RENDER_PH_VARIABLE)
-                continue;
-            name = variable_name(text + ph.name_start, ph.name_end - ph.name_start);
-            if (!name)
-                return -1;
-            /* name is template text cut at ASCII characters: valid UTF-8. */
-            if (!json_object_get(seen, name)) {
-                rc = json_object_set_new_nocheck(seen, name, json_true());
-                if (rc == 0)
-                    rc = json_array_append_new(list, json_stringn_nocheck(name, strlen(name)));
-            }
-            free(name);
-            if (rc < 0)
-                return -1;
-        }
-    }
+    if (json_is_string(node))
+        return collect_string(node, list, seen);
     return 0;
 }
 
@@ -108,14 +122,17 @@ struct resolve_ctx {
 static const json_t *variable_value(const struct resolve_ctx *ctx, const char *text,
                                     const struct render_ph *ph, int *nomem)
 {
-    char *name = variable_name(text + ph->name_start, ph->name_end - ph->name_start);
+    char small[256];
+    char *name = variable_name(text + ph->name_start, ph->name_end - ph->name_start, small,
+                               sizeof(small));
     const json_t *value;
 
     *nomem = !name;
     if (!name)
         return NULL;
     value = json_object_get(ctx->vars, name);
-    free(name);
+    if (name != small)
+        free(name);
     return value;
 }
 
