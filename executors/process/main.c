@@ -3,7 +3,9 @@
  * job configuration of Prefect's process worker unchanged and runs each
  * flow run as a local process group; see process.h for the parts.
  */
+#define _GNU_SOURCE 1
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +55,7 @@ struct proc_run {
     pid_t    monitor_pid;
     int64_t  kill_at;       /* monotonic ms of the SIGKILL, 0 when none */
     int      polling;       /* re-adopted: watch the exit file */
+    int      pid_fd;        /* re-adopted: the .pid record the monitor locks, or -1 */
     unsigned char *rbuf;
     size_t   rlen;
 };
@@ -71,6 +74,7 @@ static struct proc_run *proc_run_new(struct drover_run *run)
 
     if (p) {
         p->fd = -1;
+        p->pid_fd = -1;
         drover_run_set_data(run, p);
     }
     return p;
@@ -239,6 +243,44 @@ static void proc_on_fd(struct drover_run *run, int fd)
     proc_parse(run, p);
 }
 
+/* Checks that pid is a monitor of this run started by an executor before
+ * the spawner existed: such a monitor took no lock, but its command line
+ * contains --monitor and the flow run id, so a reused pid is not taken for
+ * it. */
+static int proc_is_legacy_monitor(pid_t pid, const char *flow_run_id)
+{
+    char path[64], buf[4096];
+    size_t n;
+    FILE *f;
+    int found_flag = 0, found_id = 0;
+
+    if (pid <= 0)
+        return 0;
+    snprintf(path, sizeof path, "/proc/%ld/cmdline", (long)pid);
+    if (!(f = fopen(path, "r")))
+        return 0;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    for (size_t i = 0; i < n; i += strlen(buf + i) + 1) {
+        found_flag |= strcmp(buf + i, "--monitor") == 0;
+        found_id |= strcmp(buf + i, flow_run_id) == 0;
+    }
+    return found_flag && found_id;
+}
+
+/* Checks that the run's monitor lives: it holds a write lock on the .pid
+ * record from before the record exists until it exits, and a lock cannot
+ * outlive its process, so a reused pid is never taken for the monitor. */
+static int proc_monitor_alive(const struct drover_run *run, const struct proc_run *p)
+{
+    struct flock lock = {.l_type = F_RDLCK, .l_whence = SEEK_SET};
+
+    if (p->pid_fd >= 0 && fcntl(p->pid_fd, F_OFD_GETLK, &lock) == 0 && lock.l_type != F_UNLCK)
+        return 1;
+    return proc_is_legacy_monitor(p->monitor_pid, drover_run_flow_run_id(run));
+}
+
 /* --- Kill --------------------------------------------------------------- */
 
 static int proc_kill(struct drover_run *run, unsigned grace_seconds, char *err, size_t errlen)
@@ -280,7 +322,7 @@ static void proc_on_timer(struct drover_run *run)
             p->polling = 0;
             p->kill_at = 0;
             drover_run_exited(run, code);
-        } else if (kill(p->monitor_pid, 0) < 0 && errno == ESRCH && proc_read_exit(run, &code) < 0) {
+        } else if (!proc_monitor_alive(run, p) && proc_read_exit(run, &code) < 0) {
             p->polling = 0;
             drover_run_exited_error(run, 1, "the monitor ended without writing the exit status");
         }
@@ -289,28 +331,6 @@ static void proc_on_timer(struct drover_run *run)
 }
 
 /* --- Recover ------------------------------------------------------------ */
-
-/* Checks that pid is the monitor of this run: its command line contains
- * --monitor and the flow run id, so a reused pid is not taken for it. */
-static int proc_is_monitor(pid_t pid, const char *flow_run_id)
-{
-    char path[64], buf[4096];
-    size_t n;
-    FILE *f;
-    int found_flag = 0, found_id = 0;
-
-    snprintf(path, sizeof path, "/proc/%ld/cmdline", (long)pid);
-    if (!(f = fopen(path, "r")))
-        return 0;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    for (size_t i = 0; i < n; i += strlen(buf + i) + 1) {
-        found_flag |= strcmp(buf + i, "--monitor") == 0;
-        found_id |= strcmp(buf + i, flow_run_id) == 0;
-    }
-    return found_flag && found_id;
-}
 
 static int proc_recover(struct drover_run *run, const char *identifier, char *err, size_t errlen)
 {
@@ -331,7 +351,8 @@ static int proc_recover(struct drover_run *run, const char *identifier, char *er
         snprintf(err, errlen, "out of memory");
         return DROVER_START_FAILED;
     }
-    if (drover_run_state_path(run, ".pid", path, sizeof path) == 0 && (f = fopen(path, "r"))) {
+    if (drover_run_state_path(run, ".pid", path, sizeof path) == 0 &&
+        (p->pid_fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0 && (f = fdopen(dup(p->pid_fd), "r"))) {
         if (fscanf(f, "%ld %ld", &child, &monitor) != 2)
             child = monitor = 0;
         fclose(f);
@@ -352,7 +373,9 @@ static int proc_recover(struct drover_run *run, const char *identifier, char *er
         drover_run_exited(run, code);
         return DROVER_START_OK;
     }
-    if (monitor <= 0 || !proc_is_monitor((pid_t)monitor, drover_run_flow_run_id(run))) {
+    p->pid = (pid_t)child;
+    p->monitor_pid = (pid_t)monitor;
+    if (monitor <= 0 || !proc_monitor_alive(run, p)) {
         /* The monitor may have written the exit file and ended just now. */
         if (proc_read_exit(run, &code) == 0) {
             drover_run_exited(run, code);
@@ -361,8 +384,6 @@ static int proc_recover(struct drover_run *run, const char *identifier, char *er
         snprintf(err, errlen, "its monitor process is gone and left no exit status");
         return DROVER_START_FAILED;
     }
-    p->pid = (pid_t)child;
-    p->monitor_pid = (pid_t)monitor;
     p->polling = 1;
     proc_rearm(run, p);
     return DROVER_START_OK;
@@ -375,13 +396,31 @@ static void proc_release(struct drover_run *run)
     if (!p)
         return;
     proc_close_pipe(run, p);
+    if (p->pid_fd >= 0)
+        close(p->pid_fd);
     free(p->rbuf);
     free(p);
     drover_run_set_data(run, NULL);
 }
 
+/* The spawner starts before the executor connects, so the first run does
+ * not wait for it. */
+static int proc_init(struct drover_executor *ex, char *err, size_t errlen)
+{
+    (void)ex;
+    return proc_spawner_start(err, errlen);
+}
+
+static void proc_shutdown(struct drover_executor *ex)
+{
+    (void)ex;
+    proc_spawner_stop(0);
+}
+
 static const struct drover_executor_ops proc_ops = {
     .describe = &proc_describe,
+    .init = proc_init,
+    .shutdown = proc_shutdown,
     .start = proc_start,
     .kill = proc_kill,
     .recover = proc_recover,
@@ -392,7 +431,7 @@ static const struct drover_executor_ops proc_ops = {
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--monitor") == 0)
-        return proc_monitor_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "--spawner") == 0)
+        return proc_spawner_main(argc, argv);
     return drover_executor_main(argc, argv, &proc_ops);
 }

@@ -2,14 +2,17 @@
  * drover-executor-process: runs each flow run as a local process group.
  *
  *   main.c     describe table, the SDK callbacks (start, kill, recover, watch)
- *   spawn.c    turns a job configuration into a started monitor
- *   monitor.c  the monitor: the executor re-executed with --monitor, which
- *              starts the command, forwards its output, waits for it and
- *              writes its exit status to the state directory
+ *   spawn.c    turns a job configuration into a request to the spawner
+ *   spawner.c  the spawner: a single-threaded helper process, the executor
+ *              re-executed with --spawner, that forks one monitor per run
+ *   monitor.c  the monitor: starts the command, forwards its output, waits
+ *              for it and writes its exit status to the state directory
  *
  * The monitor runs in its own session and outlives the executor, so a run
- * keeps going when the executor stops, and a restarted executor with the
- * same id finds the run's exit status in "<state dir>/<flow run id>.exit".
+ * keeps going when the executor stops.  It keeps a write lock on
+ * "<state dir>/<flow run id>.pid" while it lives, and a restarted executor
+ * with the same id finds the run's exit status in
+ * "<state dir>/<flow run id>.exit".
  */
 #ifndef DROVER_PROCESS_H
 #define DROVER_PROCESS_H
@@ -30,8 +33,16 @@
 
 #define PROC_MAX_PAYLOAD (64u * 1024u)
 
-/* File descriptor of the pipe in the monitor. */
+/* File descriptor of the pipe to the executor in the monitor. */
 #define PROC_MONITOR_FD 3
+
+/* File descriptor of the socket to the executor in the spawner. */
+#define PROC_SPAWNER_FD 3
+
+/* Cap of one request to the spawner.  Linux limits a command's arguments
+ * and environment together to a quarter of the stack limit, 2 MiB with the
+ * usual 8 MiB stack. */
+#define PROC_SPAWN_MAX_REQUEST (16u * 1024u * 1024u)
 
 #define PROC_DEFAULT_COMMAND "prefect flow-run execute"
 
@@ -48,14 +59,39 @@ struct proc_spec {
 int  proc_spec_from_config(const json_t *config, struct proc_spec *spec, char *err, size_t errlen);
 void proc_spec_clear(struct proc_spec *spec);
 
-/* Starts the monitor for run.  Returns the read end of its pipe
- * (non-blocking), or -1 with a reason in err. */
+/* Arguments of one monitor, parsed from a request to the spawner.  The
+ * strings and arrays point into the request's buffer. */
+struct proc_monitor_args {
+    const char *flow_run_id;
+    const char *state_dir;
+    const char *cwd;
+    int remove_dir;        /* remove cwd when the command has ended */
+    int stream;            /* forward the command's output */
+    char **argv;
+    char **envp;
+};
+
+/* Starts the spawner process (again, after it died).  Returns 0, or -1 with
+ * a reason in err. */
+int proc_spawner_start(char *err, size_t errlen);
+
+/* Stops the spawner and reaps it.  Closing its socket makes it exit after
+ * the requests already sent; force kills it at once. */
+void proc_spawner_stop(int force);
+
+/* Asks the spawner to start the monitor for run.  Returns the read end of
+ * the monitor's pipe (non-blocking), or -1 with a reason in err. */
 int proc_spawn(struct drover_run *run, const struct proc_spec *spec, char *err, size_t errlen);
 
-/* The monitor's main(), for "drover-executor-process --monitor ...". */
-int proc_monitor_main(int argc, char **argv);
+/* The spawner's main(), for "drover-executor-process --spawner" with the
+ * socket to the executor on PROC_SPAWNER_FD. */
+int proc_spawner_main(int argc, char **argv);
 
-/* Writes text to path through a temporary file and rename(2). */
+/* Runs the monitor for one run in a freshly forked child of the spawner,
+ * with the pipe to the executor on PROC_MONITOR_FD, and exits. */
+_Noreturn void proc_monitor_run(const struct proc_monitor_args *a);
+
+/* Writes text to path through a temporary file, fsync and rename(2). */
 int proc_write_file(const char *path, const char *text);
 
 #endif /* DROVER_PROCESS_H */

@@ -1,8 +1,8 @@
 /*
  * From a job configuration to a running monitor: read and check the fields
  * of Prefect's process worker (command, env, working_dir, stream_output),
- * build the command's environment, and start the monitor detached from the
- * executor (fork, setsid, fork, exec of this program with --monitor).
+ * build the command's environment, and hand the run to the spawner
+ * (spawner.c), which forks its monitor.
  */
 #define _GNU_SOURCE 1
 #include <errno.h>
@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -188,95 +189,218 @@ static char *spawn_temp_dir(const struct drover_run *run, char *err, size_t errl
     return strdup(path);
 }
 
-/* argv of the monitor: --monitor FLOW_RUN STATE_DIR CWD RMDIR STREAM -- COMMAND... */
-static char **spawn_monitor_argv(struct drover_run *run, const struct proc_spec *spec, const char *cwd,
-                                 int remove_dir)
-{
-    size_t n = 0, words = 0;
-    char **argv;
+/* The spawner's socket and pid in the executor, -1 when none runs. */
+static int spawner_sock = -1;
+static pid_t spawner_pid = -1;
 
-    while (spec->argv[words])
-        words++;
-    argv = calloc(words + 9, sizeof *argv);
-    if (!argv)
-        return NULL;
-    argv[n++] = strdup("drover-executor-process");
-    argv[n++] = strdup("--monitor");
-    argv[n++] = strdup(drover_run_flow_run_id(run));
-    argv[n++] = strdup(drover_executor_state_dir(drover_run_executor(run)));
-    argv[n++] = strdup(cwd);
-    argv[n++] = strdup(remove_dir ? "1" : "0");
-    argv[n++] = strdup(spec->stream_output ? "1" : "0");
-    argv[n++] = strdup("--");
-    for (size_t i = 0; i < words; i++)
-        argv[n++] = strdup(spec->argv[i]);
-    for (size_t i = 0; i < n; i++) {
-        if (!argv[i]) {
-            drover_argv_free(&argv);
-            return NULL;
-        }
+/* A blocked spawner must not hold the executor's loop forever. */
+#define SPAWN_SEND_TIMEOUT_S 10
+
+int proc_spawner_start(char *err, size_t errlen)
+{
+    static char *const argv[] = {"drover-executor-process", "--spawner", NULL};
+    struct timeval timeout = {.tv_sec = SPAWN_SEND_TIMEOUT_S};
+    sigset_t none;
+    int sv[2];
+    pid_t pid;
+
+    proc_spawner_stop(1);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        snprintf(err, errlen, "cannot create the spawner's socket: %s", strerror(errno));
+        return -1;
     }
-    return argv;
+    sigemptyset(&none);
+    pid = fork();
+    if (pid == 0) {
+        /* The executor has libzmq's threads: only async-signal-safe calls
+         * until execve.  dup2 clears close-on-exec; fcntl covers sv[1]
+         * being PROC_SPAWNER_FD already. */
+        if (dup2(sv[1], PROC_SPAWNER_FD) < 0 || fcntl(PROC_SPAWNER_FD, F_SETFD, 0) < 0)
+            _exit(127);
+        close_range(PROC_SPAWNER_FD + 1, ~0U, 0);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execve("/proc/self/exe", argv, environ);
+        _exit(127);
+    }
+    close(sv[1]);
+    if (pid < 0) {
+        snprintf(err, errlen, "fork of the spawner failed: %s", strerror(errno));
+        close(sv[0]);
+        return -1;
+    }
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    spawner_sock = sv[0];
+    spawner_pid = pid;
+    return 0;
 }
 
-/* Runs in the forked child of a multi-threaded process (libzmq's threads),
- * so only async-signal-safe calls are made until execve. */
-static void spawn_child(int pipe_w, char **margv, char **envp)
+void proc_spawner_stop(int force)
 {
-    sigset_t none;
-    int devnull;
+    int status;
 
-    setsid();
-    if (fork() != 0)
-        _exit(0);   /* the intermediate exits, so the monitor is nobody's zombie */
-
-    if (dup2(pipe_w, PROC_MONITOR_FD) < 0)
-        _exit(127);
-    /* The monitor outlives the executor, so it must not keep the
-     * executor's stdout or stderr (perhaps a supervisor's pipe) open. */
-    devnull = open("/dev/null", O_RDWR);
-    if (devnull >= 0) {
-        dup2(devnull, STDIN_FILENO);
-        dup2(devnull, STDOUT_FILENO);
-        dup2(devnull, STDERR_FILENO);
+    if (spawner_sock >= 0)
+        close(spawner_sock);
+    spawner_sock = -1;
+    if (spawner_pid > 0) {
+        if (force)
+            kill(spawner_pid, SIGKILL);
+        while (waitpid(spawner_pid, &status, 0) < 0 && errno == EINTR)
+            ;
     }
-    close_range(PROC_MONITOR_FD + 1, ~0U, 0);
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    execve("/proc/self/exe", margv, envp);
-    _exit(127);
+    spawner_pid = -1;
+}
+
+struct spawn_request {
+    char  *data;
+    size_t len, cap;
+    int    failed;   /* out of memory or over PROC_SPAWN_MAX_REQUEST */
+};
+
+static void spawn_add_bytes(struct spawn_request *r, const void *data, size_t n)
+{
+    if (r->failed)
+        return;
+    if (r->len + n > (size_t)PROC_SPAWN_MAX_REQUEST + 4) {
+        r->failed = 1;
+        return;
+    }
+    if (r->len + n > r->cap) {
+        size_t cap = r->cap ? r->cap : 4096;
+        char *grown;
+
+        while (cap < r->len + n)
+            cap *= 2;
+        if (!(grown = realloc(r->data, cap))) {
+            r->failed = 1;
+            return;
+        }
+        r->data = grown;
+        r->cap = cap;
+    }
+    memcpy(r->data + r->len, data, n);
+    r->len += n;
+}
+
+/* Appends s with its NUL to the request. */
+static void spawn_add(struct spawn_request *r, const char *s)
+{
+    spawn_add_bytes(r, s, strlen(s) + 1);
+}
+
+static void spawn_add_list(struct spawn_request *r, char *const *list)
+{
+    char count[32];
+    size_t n = 0;
+
+    while (list[n])
+        n++;
+    snprintf(count, sizeof count, "%zu", n);
+    spawn_add(r, count);
+    for (size_t i = 0; i < n; i++)
+        spawn_add(r, list[i]);
+}
+
+/* Builds the request in the format spawner.c describes. */
+static int spawn_build_request(struct spawn_request *r, struct drover_run *run, const struct proc_spec *spec,
+                               const char *cwd)
+{
+    size_t payload;
+
+    spawn_add_bytes(r, "\0\0\0", 4);   /* the length, filled in below */
+    spawn_add(r, drover_run_flow_run_id(run));
+    spawn_add(r, drover_executor_state_dir(drover_run_executor(run)));
+    spawn_add(r, cwd);
+    spawn_add(r, spec->working_dir ? "0" : "1");
+    spawn_add(r, spec->stream_output ? "1" : "0");
+    spawn_add_list(r, spec->argv);
+    spawn_add_list(r, spec->envp);
+    if (r->failed)
+        return -1;
+    payload = r->len - 4;
+    r->data[0] = (char)(payload >> 24);
+    r->data[1] = (char)(payload >> 16);
+    r->data[2] = (char)(payload >> 8);
+    r->data[3] = (char)payload;
+    return 0;
+}
+
+/* Sends the request with pipe_w attached.  Returns 0; 1 when the spawner is
+ * gone and nothing was sent; -1 on another error, after which the stream
+ * may be out of step and the spawner is stopped. */
+static int spawn_send(const struct spawn_request *r, int pipe_w, char *err, size_t errlen)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct iovec iov = {.iov_base = r->data, .iov_len = r->len};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                        .msg_controllen = sizeof control.buf};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    ssize_t n;
+    size_t done;
+
+    memset(control.buf, 0, sizeof control.buf);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &pipe_w, sizeof(int));
+    while ((n = sendmsg(spawner_sock, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+        ;
+    if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+        return 1;
+    done = n < 0 ? 0 : (size_t)n;
+    while (n >= 0 && done < r->len) {
+        n = send(spawner_sock, r->data + done, r->len - done, MSG_NOSIGNAL);
+        if (n > 0)
+            done += (size_t)n;
+        else if (n < 0 && errno == EINTR)
+            n = 0;
+    }
+    if (n < 0) {
+        snprintf(err, errlen, "cannot send the run to the spawner: %s", strerror(errno));
+        proc_spawner_stop(1);
+        return -1;
+    }
+    return 0;
 }
 
 int proc_spawn(struct drover_run *run, const struct proc_spec *spec, char *err, size_t errlen)
 {
     char *cwd = spec->working_dir ? strdup(spec->working_dir) : spawn_temp_dir(run, err, errlen);
-    char **margv = NULL;
-    int fds[2] = {-1, -1}, rc = -1, status;
-    pid_t pid;
+    struct spawn_request req = {0};
+    int fds[2] = {-1, -1}, rc = -1, sent;
 
     if (!cwd) {
         if (!err[0])
             snprintf(err, errlen, "out of memory");
         return -1;
     }
-    margv = spawn_monitor_argv(run, spec, cwd, spec->working_dir == NULL);
-    if (!margv || pipe2(fds, O_CLOEXEC) < 0) {
-        snprintf(err, errlen, "cannot prepare the monitor: %s", margv ? strerror(errno) : "out of memory");
+    if (spawn_build_request(&req, run, spec, cwd) < 0) {
+        snprintf(err, errlen, "the command and environment exceed %u bytes or memory ran out",
+                 PROC_SPAWN_MAX_REQUEST);
+        goto done;
+    }
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        snprintf(err, errlen, "cannot create the monitor's pipe: %s", strerror(errno));
         goto done;
     }
 
-    pid = fork();
-    if (pid < 0) {
-        snprintf(err, errlen, "fork failed: %s", strerror(errno));
+    /* A spawner that died is started again, once per run. */
+    if (spawner_sock < 0 && proc_spawner_start(err, errlen) < 0)
         goto done;
+    sent = spawn_send(&req, fds[1], err, errlen);
+    if (sent == 1) {
+        drover_log(drover_run_executor(run), run, "spawner_gone pid=%ld (starting it again)", (long)spawner_pid);
+        if (proc_spawner_start(err, errlen) < 0)
+            goto done;
+        sent = spawn_send(&req, fds[1], err, errlen);
     }
-    if (pid == 0)
-        spawn_child(fds[1], margv, spec->envp);
+    if (sent == 1)
+        snprintf(err, errlen, "the spawner process exited at once");
+    if (sent != 0)
+        goto done;
 
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    close(fds[1]);
-    fds[1] = -1;
     fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
     rc = fds[0];
     fds[0] = -1;
@@ -286,7 +410,7 @@ done:
     for (int i = 0; i < 2; i++)
         if (fds[i] >= 0)
             close(fds[i]);
-    drover_argv_free(&margv);
+    free(req.data);
     free(cwd);
     return rc;
 }
