@@ -149,8 +149,9 @@ static pid_t monitor_start_command(const struct proc_monitor_args *a, int out_w,
  * keeps an OFD write lock on it until the monitor exits: a restarted
  * executor checks the lock (F_OFD_GETLK) to tell that the monitor lives,
  * which a reused pid cannot fake.  The lock is taken before the rename, so
- * the record is never seen unlocked while the monitor runs.  Returns the
- * locked descriptor, or -1. */
+ * the record is never seen unlocked while the monitor runs.  No fsync: the
+ * rename keeps the record whole, and after a power loss the processes it
+ * names are gone anyway.  Returns the locked descriptor, or -1. */
 static int monitor_write_pid(const struct proc_monitor_args *a, pid_t child)
 {
     struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
@@ -163,8 +164,7 @@ static int monitor_write_pid(const struct proc_monitor_args *a, pid_t child)
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
-    if (fcntl(fd, F_OFD_SETLK, &lock) < 0 || write(fd, text, (size_t)len) != len || fsync(fd) < 0 ||
-        rename(tmp, path) < 0) {
+    if (fcntl(fd, F_OFD_SETLK, &lock) < 0 || write(fd, text, (size_t)len) != len || rename(tmp, path) < 0) {
         close(fd);
         unlink(tmp);
         return -1;
