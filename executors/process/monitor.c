@@ -16,6 +16,7 @@
 #include <ftw.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +25,6 @@
 #include <unistd.h>
 
 #include "process.h"
-
-extern char **environ;
 
 static int monitor_sigchld_w = -1;
 static int monitor_forward = 1;   /* cleared once the executor's pipe breaks */
@@ -83,65 +82,125 @@ static int monitor_remove_entry(const char *path, const struct stat *st, int fla
     return 0;
 }
 
-/* The child: its own process group, its output to the pipes, exec.  The
- * monitor has one thread, so the child may call anything. */
-static void monitor_exec_child(int err_w, int out_w, int errout_w, char **argv, char **envp)
+/* Finds the file execvp would run for name, searching the PATH of the
+ * command's environment ("/bin:/usr/bin" without one).  An empty PATH entry
+ * is the working directory.  Returns 0 with the path in buf, or -1 with
+ * errno ENOENT, EACCES (found, not executable) or ENAMETOOLONG. */
+static int monitor_find_program(const char *name, char *const *envp, char *buf, size_t len)
 {
-    struct sigaction dfl = {.sa_handler = SIG_DFL};
-    char msg[600];
-    int devnull = open("/dev/null", O_RDWR);
+    const char *path = "/bin:/usr/bin";
+    int denied = 0;
+    struct stat st;
 
-    setpgid(0, 0);
-    sigaction(SIGPIPE, &dfl, NULL);
-    sigaction(SIGINT, &dfl, NULL);
-    sigaction(SIGHUP, &dfl, NULL);
-    sigaction(SIGCHLD, &dfl, NULL);
-    if (devnull >= 0)
-        dup2(devnull, STDIN_FILENO);
-    dup2(out_w >= 0 ? out_w : devnull, STDOUT_FILENO);
-    dup2(errout_w >= 0 ? errout_w : devnull, STDERR_FILENO);
+    if (strchr(name, '/')) {
+        if ((size_t)snprintf(buf, len, "%s", name) >= len)
+            return errno = ENAMETOOLONG, -1;
+        return 0;
+    }
+    for (char *const *e = envp; *e; e++) {
+        if (strncmp(*e, "PATH=", 5) == 0) {
+            path = *e + 5;
+            break;
+        }
+    }
+    for (;;) {
+        const char *end = strchrnul(path, ':');
+        int dlen = (int)(end - path);
 
-    /* execvp searches the PATH of the command's environment. */
-    environ = envp;
-    execvp(argv[0], argv);
-    if (errno == ENOENT)
-        snprintf(msg, sizeof msg, "command not found: %.400s", argv[0]);
+        if ((size_t)snprintf(buf, len, "%.*s%s%s", dlen, path, dlen ? "/" : "", name) < len &&
+            stat(buf, &st) == 0 && S_ISREG(st.st_mode)) {
+            if (access(buf, X_OK) == 0)
+                return 0;
+            denied = 1;
+        }
+        if (!*end)
+            break;
+        path = end + 1;
+    }
+    errno = denied ? EACCES : ENOENT;
+    return -1;
+}
+
+/* Starts the command with posix_spawn in its own process group, in the
+ * monitor's working directory, its output on the pipes (or /dev/null).
+ * glibc's posix_spawn (2.24 and later) runs the child with vfork semantics
+ * and returns only after the exec, with the exec's error when it failed, so
+ * a returned pid means the command's exec succeeded.  A file without a
+ * "#!" line is run by /bin/sh, as execvp does.  Returns 0, or an errno. */
+static int monitor_spawn_command(pid_t *child, const char *file, char **argv, char **envp, int out_w,
+                                 int errout_w)
+{
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    sigset_t none, dfl;
+    int rc;
+
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    if (out_w >= 0)
+        posix_spawn_file_actions_adddup2(&actions, out_w, STDOUT_FILENO);
     else
-        snprintf(msg, sizeof msg, "cannot run %.400s: %s", argv[0], strerror(errno));
-    monitor_write_all(err_w, msg, strlen(msg));
-    _exit(127);
+        posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    if (errout_w >= 0)
+        posix_spawn_file_actions_adddup2(&actions, errout_w, STDERR_FILENO);
+    else
+        posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+
+    /* The monitor ignores SIGPIPE, SIGINT and SIGHUP; the command gets the
+     * default actions and an empty signal mask. */
+    posix_spawnattr_init(&attr);
+    sigemptyset(&none);
+    sigemptyset(&dfl);
+    sigaddset(&dfl, SIGPIPE);
+    sigaddset(&dfl, SIGINT);
+    sigaddset(&dfl, SIGHUP);
+    sigaddset(&dfl, SIGCHLD);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &dfl);
+
+    rc = posix_spawn(child, file, &actions, &attr, argv, envp);
+    if (rc == ENOEXEC) {
+        size_t n = 0;
+        char **shell_argv;
+
+        while (argv[n])
+            n++;
+        shell_argv = calloc(n + 2, sizeof *shell_argv);
+        if (shell_argv) {
+            shell_argv[0] = (char *)"/bin/sh";
+            shell_argv[1] = (char *)file;
+            memcpy(shell_argv + 2, argv + 1, (n - 1) * sizeof *argv);
+            rc = posix_spawn(child, "/bin/sh", &actions, &attr, shell_argv, envp);
+            free(shell_argv);
+        }
+    }
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&actions);
+    return rc;
 }
 
 /* Starts the command in cwd.  Returns its pid, or -1 with the reason in msg. */
 static pid_t monitor_start_command(const struct proc_monitor_args *a, int out_w, int errout_w, char *msg,
                                    size_t msglen)
 {
-    int errp[2], status;
-    pid_t child;
-    ssize_t n;
+    char file[4096];
+    pid_t child = -1;
+    int rc;
 
     if (chdir(a->cwd) < 0) {
         snprintf(msg, msglen, "working directory %.400s: %s", a->cwd, strerror(errno));
         return -1;
     }
-    if (pipe2(errp, O_CLOEXEC) < 0 || (child = fork()) < 0) {
-        snprintf(msg, msglen, "cannot start the command: %s", strerror(errno));
-        return -1;
-    }
-    if (child == 0)
-        monitor_exec_child(errp[1], out_w, errout_w, a->argv, a->envp);
-    setpgid(child, child);
-    close(errp[1]);
-
-    /* The close-on-exec pipe reads EOF once exec succeeded. */
-    while ((n = read(errp[0], msg, msglen - 1)) < 0 && errno == EINTR)
-        ;
-    close(errp[0]);
-    if (n <= 0)
+    rc = monitor_find_program(a->argv[0], a->envp, file, sizeof file) < 0 ? errno
+         : monitor_spawn_command(&child, file, a->argv, a->envp, out_w, errout_w);
+    if (rc == 0)
         return child;
-    msg[n] = '\0';
-    while (waitpid(child, &status, 0) < 0 && errno == EINTR)
-        ;
+    if (rc == ENOENT)
+        snprintf(msg, msglen, "command not found: %.400s", a->argv[0]);
+    else
+        snprintf(msg, msglen, "cannot run %.400s: %s", a->argv[0], strerror(rc));
     return -1;
 }
 
