@@ -25,6 +25,8 @@
 #include <msgpack.h>
 #include <msgpack/unpack_define.h>
 
+#include "jsonscan.h"
+
 /* msgpack-c's unpacker stops at 32 levels of nesting (MSGPACK_EMBED_STACK_SIZE
  * in msgpack-c 4.0), so the protocol fixes the same limit for every binding. */
 #if DROVER_MAX_NESTING > MSGPACK_EMBED_STACK_SIZE
@@ -408,53 +410,16 @@ static int codec_check_uuid(const char *where, const char *s, size_t n,
     return -1;
 }
 
-/* Returns the deepest nesting of arrays and objects in a JSON text, counting
- * brackets outside strings only.  The full syntax check is jansson's. */
-static size_t codec_json_depth(const char *s, size_t n)
-{
-    size_t depth = 0;
-    size_t deepest = 0;
-    int in_string = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-
-        if (in_string) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_string = 0;
-        } else if (c == '"') {
-            in_string = 1;
-        } else if (c == '[' || c == '{') {
-            if (++depth > deepest)
-                deepest = depth;
-        } else if ((c == ']' || c == '}') && depth > 0) {
-            depth--;
-        }
-    }
-    return deepest;
-}
-
-static int codec_check_json(const char *where, const struct codec_field *f,
-                            const char *s, size_t n, char *err, size_t errlen)
+/* The full parse that decides on duplicate member names when the scanner
+ * cannot, because the open objects held more names than it tracks.
+ * Integers are read as doubles so that only magnitudes beyond the double
+ * range fail, as section 3.4 of PROTOCOL.md states; \u0000 is valid JSON. */
+static int codec_parse_json(const char *where, const char *s, size_t n, char *err, size_t errlen)
 {
     json_error_t jerr;
     json_t *root;
-    size_t depth;
     int rc = -1;
 
-    if (codec_check_text(where, f, s, n, err, errlen) < 0)
-        return -1;
-    depth = codec_json_depth(s, n);
-    if (depth > DROVER_MAX_JSON_DEPTH) {
-        codec_error(err, errlen, "%s: JSON text nests %zu levels deep, the limit is %u",
-                    where, depth, DROVER_MAX_JSON_DEPTH);
-        return -1;
-    }
-
-    /* Integers are read as doubles so that only magnitudes beyond the double
-     * range fail, as section 3.4 of PROTOCOL.md states; \u0000 is valid JSON. */
     root = json_loadb(s, n, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL,
                       &jerr);
     if (root == NULL) {
@@ -470,6 +435,34 @@ static int codec_check_json(const char *where, const struct codec_field *f,
 done:
     json_decref(root);
     return rc;
+}
+
+/* Checks a json field with the scanner of jsonscan.h, which accepts what
+ * codec_parse_json accepts without building anything. */
+static int codec_check_json(const char *where, const struct codec_field *f,
+                            const char *s, size_t n, char *err, size_t errlen)
+{
+    struct jsonscan_error jerr;
+
+    if (codec_check_text(where, f, s, n, err, errlen) < 0)
+        return -1;
+    switch (jsonscan(s, n, DROVER_MAX_JSON_DEPTH, &jerr)) {
+    case JSONSCAN_OBJECT:
+        return 0;
+    case JSONSCAN_ARRAY:
+        codec_error(err, errlen, "%s: expected a JSON object, got a JSON array", where);
+        return -1;
+    case JSONSCAN_TOO_DEEP:
+        codec_error(err, errlen, "%s: JSON text nests more than %u levels deep", where,
+                    DROVER_MAX_JSON_DEPTH);
+        return -1;
+    case JSONSCAN_TOO_MANY_KEYS:
+        return codec_parse_json(where, s, n, err, errlen);
+    case JSONSCAN_INVALID:
+    default:
+        codec_error(err, errlen, "%s: invalid JSON text: %s at byte %zu", where, jerr.reason, jerr.offset);
+        return -1;
+    }
 }
 
 static int codec_check_uint(const char *where, const struct codec_field *f, uint64_t v,

@@ -2,14 +2,19 @@
  * Fuzz target of the wire codec.  Every input is decoded.  An input that
  * decodes must re-encode, decode again to the same fields, and re-encode to
  * the same bytes.  The encoding is never longer than the input, because the
- * encoder always picks the shortest form.  A broken property aborts.
+ * encoder always picks the shortest form.  Every input is also scanned as a
+ * JSON text, and the codec's JSON scanner (proto/jsonscan.c) must give the
+ * verdict of the jansson parse it replaced.  A broken property aborts.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "drover/protocol.h"
+#include "../../proto/jsonscan.h"
 
 static void fuzz_fail(const char *what, const char *detail)
 {
@@ -86,6 +91,49 @@ static int fuzz_same_msg(const struct drover_msg *a, const struct drover_msg *b)
     }
 }
 
+/* The check the codec made before the scanner: at most DROVER_MAX_JSON_DEPTH
+ * levels counted by brackets outside strings, then jansson. */
+static int fuzz_json_reference(const char *s, size_t n)
+{
+    size_t depth = 0, deepest = 0;
+    int in_string = 0, ok;
+    json_error_t jerr;
+    json_t *root;
+
+    for (size_t i = 0; i < n; i++) {
+        if (in_string) {
+            if (s[i] == '\\')
+                i++;
+            else if (s[i] == '"')
+                in_string = 0;
+        } else if (s[i] == '"') {
+            in_string = 1;
+        } else if (s[i] == '[' || s[i] == '{') {
+            deepest = ++depth > deepest ? depth : deepest;
+        } else if ((s[i] == ']' || s[i] == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    if (deepest > DROVER_MAX_JSON_DEPTH)
+        return 0;
+    root = json_loadb(s, n, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL, &jerr);
+    ok = root != NULL && json_is_object(root);
+    json_decref(root);
+    return ok;
+}
+
+static void fuzz_json_scanner(const uint8_t *data, size_t size)
+{
+    const char *s = (const char *)data;
+    enum jsonscan_result r = jsonscan(s, size, DROVER_MAX_JSON_DEPTH, NULL);
+    int reference = fuzz_json_reference(s, size);
+
+    if (r == JSONSCAN_TOO_MANY_KEYS)
+        return;   /* the codec parses the text with jansson then */
+    if ((r == JSONSCAN_OBJECT) != reference)
+        fuzz_fail("the JSON scanner and jansson disagree", reference ? "jansson accepts" : "jansson rejects");
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct drover_msg first, second;
@@ -94,6 +142,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[512];
     int rc;
 
+    fuzz_json_scanner(data, size);
     rc = drover_msg_decode(data, size, &first, NULL, err, sizeof err);
     if (rc < DROVER_DECODE_TOO_LARGE || rc > DROVER_DECODE_OK)
         fuzz_fail("decode returned an undefined result", drover_decode_result_name(rc));
