@@ -229,7 +229,19 @@ struct render_buf {
     int    failed;
     char   small[192]; /* first storage, so short strings need no malloc */
 };
-void render_buf_append(struct render_buf *buf, const char *text, size_t len);
+void render_buf_append_slow(struct render_buf *buf, const char *text, size_t len);
+/* Appends text; inline while it fits, because the renderer appends many
+ * short pieces. */
+static inline void render_buf_append(struct render_buf *buf, const char *text, size_t len)
+{
+    if (buf->data && !buf->failed && len < buf->cap - buf->len) {
+        memcpy(buf->data + buf->len, text, len);
+        buf->len += len;
+        buf->data[buf->len] = '\0';
+        return;
+    }
+    render_buf_append_slow(buf, text, len);
+}
 void render_buf_putc(struct render_buf *buf, char c);
 /* Returns the NUL-terminated text and hands it to the caller, or NULL (and
  * frees it) if the buffer failed. */

@@ -50,7 +50,7 @@ static int buf_reserve(struct render_buf *buf, size_t extra)
     return 0;
 }
 
-void render_buf_append(struct render_buf *buf, const char *text, size_t len)
+void render_buf_append_slow(struct render_buf *buf, const char *text, size_t len)
 {
     if (buf_reserve(buf, len) < 0)
         return;
