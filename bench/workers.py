@@ -214,8 +214,9 @@ def phase_throughput(template, workdir, sizes, reps, query_s, deadline, ceiling,
 
 def phase_latency(api, template, workdir, reps, count, mean_gap, query_s, seed):
     out = []
+    kinds = [k for k in KINDS if k != "drover-lean"]   # polls and claims as drover does
     for rep in range(reps):
-        order = KINDS if rep % 2 == 0 else list(reversed(KINDS))
+        order = kinds if rep % 2 == 0 else list(reversed(kinds))
         for kind in order:
             rng = random.Random(seed + rep)
             pool = bl.unique(f"lat-{kind}")
@@ -334,22 +335,7 @@ def main():
                "workdir": str(workdir), "reps": args.reps, "deadline": args.deadline}
     template = bl.prefect_process_template()
     phases = args.phases.split(",")
-    if "idle" in phases or "latency" in phases:
-        server = bl.Server(workdir / "server-shared")
-        api = bl.Api(server.api_url)
-        try:
-            if "idle" in phases:
-                results["idle"] = phase_idle(api, template, workdir, args.idle_settle,
-                                             args.idle_window)
-                bl.write_json(args.out, results)
-            if "latency" in phases:
-                results["latency"] = phase_latency(api, template, workdir, args.reps,
-                                                   args.latency_runs, args.latency_mean_gap,
-                                                   args.query_seconds, args.seed)
-                bl.write_json(args.out, results)
-        finally:
-            api.close()
-            server.stop()
+    # Throughput first: it matters most, and a run cut short keeps it.
     if "throughput" in phases:
         def save(partial):
             results.update(partial)
@@ -357,6 +343,22 @@ def main():
         ceiling = (args.ceiling_bin, args.ceiling_concurrency) if args.ceiling_bin else None
         save(phase_throughput(template, workdir, [int(s) for s in args.sizes.split(",")],
                               args.reps, args.query_seconds, args.deadline, ceiling, save))
+    if "idle" in phases or "latency" in phases:
+        server = bl.Server(workdir / "server-shared")
+        api = bl.Api(server.api_url)
+        try:
+            if "latency" in phases:
+                results["latency"] = phase_latency(api, template, workdir, args.reps,
+                                                   args.latency_runs, args.latency_mean_gap,
+                                                   args.query_seconds, args.seed)
+                bl.write_json(args.out, results)
+            if "idle" in phases:
+                results["idle"] = phase_idle(api, template, workdir, args.idle_settle,
+                                             args.idle_window)
+                bl.write_json(args.out, results)
+        finally:
+            api.close()
+            server.stop()
     results["finished"] = time.time()
     bl.write_json(args.out, results)
     json.dump({"out": str(args.out)}, sys.stdout)
