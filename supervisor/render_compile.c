@@ -519,15 +519,21 @@ static const char *default_getenv(const char *name, void *arg)
     return getenv(name);
 }
 
-/* The value of a compiled path: a new reference, or NULL when unset. */
-static json_t *path_lookup(const struct apply_ctx *ctx, const struct compiled_path *path)
+/* The value of a compiled path, or NULL when unset.  *owned is set when
+ * the caller must release it.  A one-segment path returns the job variable
+ * or default itself, with no reference taken: jansson's reference counts
+ * are atomic operations, which cost more than the rest of the lookup. */
+static json_t *path_lookup(const struct apply_ctx *ctx, const struct compiled_path *path,
+                           int *owned)
 {
     json_t *current = ctx->slots[path->slot];
 
+    *owned = 0;
     if (!current)
         current = (json_t *)path->fallback;
-    if (!current)
-        return NULL;
+    if (!current || path->nseg == 0)
+        return current;
+    *owned = 1;
     current = json_incref(current);
     for (size_t i = 0; i < path->nseg && current; i++) {
         json_t *next = render_lookup_segment(current, path->seg[i], path->seg_len[i]);
@@ -553,11 +559,13 @@ static json_t *apply_inline(const struct apply_ctx *ctx, const struct node *node
         if (piece->kind == PIECE_TEXT) {
             render_buf_append(&buf, piece->text, piece->len);
         } else if (piece->kind == PIECE_STANDARD) {
-            json_t *value = path_lookup(ctx, &piece->path);
+            int owned;
+            json_t *value = path_lookup(ctx, &piece->path, &owned);
 
             if (value)
                 render_pytext_append(&buf, value, 1);
-            json_decref(value);
+            if (owned)
+                json_decref(value);
         } else {
             const char *value = ctx->environ_lookup(piece->text, ctx->environ_arg);
 
@@ -670,6 +678,7 @@ static int apply_node(const struct apply_ctx *ctx, const struct node *node, int 
                       json_t **out)
 {
     json_t *value;
+    int owned;
 
     *out = NULL;
     switch (node->kind) {
@@ -679,11 +688,12 @@ static int apply_node(const struct apply_ctx *ctx, const struct node *node, int 
             break;
         return node->may_ref ? list_blocks(ctx, *out, depth) : 0;
     case NODE_WHOLE:
-        value = path_lookup(ctx, &node->u.path);
+        value = path_lookup(ctx, &node->u.path, &owned);
         if (!value)
             return 0;
         *out = render_copy(value);
-        json_decref(value);
+        if (owned)
+            json_decref(value);
         if (!*out)
             break;
         return list_blocks(ctx, *out, depth);
