@@ -12,10 +12,15 @@
  *   config = render_apply(base_template, vars)
  *   refs   = render_collect_blocks(config)    -> fetch each -> render_resolve_blocks()
  *   names  = render_collect_variables(config) -> fetch each -> render_resolve_variables()
- *   (render_resolve_blocks_collect does the block step and lists the names
- *   in one walk.)
  *   render_prepare(config, &ctx)
  *   render_order_fields(config)       (only to print Prefect's key order)
+ *
+ * The supervisor's faster form of the same steps, with the template
+ * compiled once per work pool template and no walk only to list names:
+ *   tmpl   = render_template_compile(base_template)       (kept between runs)
+ *   config = render_template_apply(tmpl, vars, &refs)  -> fetch each
+ *   names  = render_resolve_blocks_collect(config, blocks) -> fetch each
+ *   render_resolve_variables(config, variables); render_prepare(config, &ctx)
  *
  * An empty list from a collect function means the matching resolve
  * function has nothing to do.
@@ -104,12 +109,14 @@ json_t *render_apply(const json_t *base_template, const json_t *job_vars,
  * reference to base_template and points into it, so base_template must not
  * be modified while the compiled template exists.  Returns NULL with err
  * when the template is not an object with job_configuration and variables
- * objects; a bad variables.properties entry is reported by each apply, as
- * render_apply reports it after checking the job variables. */
+ * objects, nests deeper than RENDER_MAX_DEPTH, or memory runs out.  A bad
+ * variables.properties entry is reported by each apply,
+ * because render_apply reports it after checking the job variables. */
 struct render_template;
 struct render_template *render_template_compile(const json_t *base_template, char *err,
                                                 size_t errlen);
-/* render_apply with a compiled template; same result, same errors.  When
+/* render_apply with a compiled template: the same result and the same
+ * errors, except for those render_template_compile reports.  When
  * blocks is not NULL, *blocks receives the list render_collect_blocks
  * would return for the result, found while rendering without a walk over
  * the result (NULL when the render fails). */

@@ -211,7 +211,7 @@ static int compile_path(struct compile_ctx *cc, const char *name, size_t len,
 static int compile_node(struct compile_ctx *cc, const json_t *value, struct node *node,
                         int depth);
 
-/* A string: literal unless it holds a standard or env placeholder. */
+/* A string: literal unless it contains a standard or env placeholder. */
 static int compile_string(struct compile_ctx *cc, const json_t *value, struct node *node)
 {
     const char *text = json_string_value(value);
@@ -741,9 +741,9 @@ static int seen_before(const json_t *const *layers, size_t n, const char *key, s
     return 0;
 }
 
-/* One member of the env union: the template's own member renders
- * compiled (a literal env object is copied); members from the schema
- * default or the job variables render with render_apply_item. */
+/* One member of the env union.  The template's own member renders
+ * compiled, or is copied when the template's env is literal.  Members from
+ * the schema default or the job variables render with render_apply_item. */
 static int apply_env_member(const struct apply_ctx *ctx, const struct node *compiled, size_t k,
                             const json_t *item, json_t **out)
 {
