@@ -318,7 +318,8 @@ json_t *render_apply(const json_t *base_template, const json_t *job_vars,
 
     if (!tmpl)
         return NULL;
-    result = render_template_apply(tmpl, job_vars, environ_lookup, environ_arg, err, errlen);
+    result = render_template_apply(tmpl, job_vars, environ_lookup, environ_arg, NULL, err,
+                                   errlen);
     render_template_free(&tmpl);
     return result;
 }
