@@ -4,7 +4,8 @@
  *
  * Polls a work pool for scheduled runs (get_scheduled_flow_runs, 200 a page,
  * again at once while pages come back full), claims each with a Pending
- * state, optionally reads its deployment, and PATCHes a fake
+ * state, optionally reads its deployment (once per deployment, as a worker's
+ * cache does), and PATCHes a fake
  * infrastructure_pid, keeping up to --concurrency requests in flight over
  * libcurl multi.  It starts nothing: what it measures is the server's limit
  * for the calls any worker must make.  Stops when --runs runs have their pid
@@ -23,6 +24,7 @@
 #define CE_MAX_RUNS   100000
 #define CE_MAX_BODY   (64u * 1024u * 1024u)
 #define CE_ID_LEN     36
+#define CE_MAX_DEPLOYMENTS 64
 
 enum ce_kind { CE_POLL, CE_CLAIM, CE_DEPLOYMENT, CE_PID };
 
@@ -47,6 +49,8 @@ struct ce {
     const char   *pool;
     int           concurrency;
     int           with_deployment;
+    char          deployments[CE_MAX_DEPLOYMENTS][CE_ID_LEN + 1];   /* read once each */
+    int           ndeployments;
     int           inflight;
     int           polling;
     int           repoll;
@@ -159,6 +163,20 @@ ce_step(struct ce *c, int i)
     }
 }
 
+/* Returns 1 when the deployment was read (or is being read) already, else
+ * records it: like a worker's cache, one read serves every run of a
+ * deployment. */
+static int
+ce_deployment_seen(struct ce *c, const char *id)
+{
+    for (int i = 0; i < c->ndeployments; i++)
+        if (strcmp(c->deployments[i], id) == 0)
+            return 1;
+    if (c->ndeployments < CE_MAX_DEPLOYMENTS)
+        memcpy(c->deployments[c->ndeployments++], id, CE_ID_LEN + 1);
+    return 0;
+}
+
 static int
 ce_known(struct ce *c, const char *id)
 {
@@ -217,7 +235,8 @@ ce_finish(struct ce *c, struct ce_req *q, long status)
             r->stage = 5;
             c->dropped++;
         } else {
-            r->stage = c->with_deployment && r->deployment[0] ? 2 : 3;
+            r->stage = c->with_deployment && r->deployment[0] && !ce_deployment_seen(c, r->deployment)
+                       ? 2 : 3;
             ce_step(c, q->run);
         }
         break;
