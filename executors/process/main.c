@@ -407,8 +407,7 @@ static void proc_release(struct drover_run *run)
  * not wait for it. */
 static int proc_init(struct drover_executor *ex, char *err, size_t errlen)
 {
-    (void)ex;
-    return proc_spawner_start(err, errlen);
+    return proc_spawner_start(drover_executor_state_dir(ex), err, errlen);
 }
 
 static void proc_shutdown(struct drover_executor *ex)

@@ -4,7 +4,8 @@
  *   main.c     describe table, the SDK callbacks (start, kill, recover, watch)
  *   spawn.c    turns a job configuration into a request to the spawner
  *   spawner.c  the spawner: a single-threaded helper process, the executor
- *              re-executed with --spawner, that forks one monitor per run
+ *              re-executed with --spawner, that keeps one monitor forked
+ *              and ready for the next run
  *   monitor.c  the monitor: starts the command, forwards its output, waits
  *              for it and writes its exit status to the state directory
  *
@@ -64,32 +65,52 @@ void proc_spec_clear(struct proc_spec *spec);
 struct proc_monitor_args {
     const char *flow_run_id;
     const char *state_dir;
-    const char *cwd;
-    int remove_dir;        /* remove cwd when the command has ended */
+    const char *cwd;       /* "": the prepared temporary directory */
     int stream;            /* forward the command's output */
     char **argv;
     char **envp;
 };
 
-/* Starts the spawner process (again, after it died).  Returns 0, or -1 with
- * a reason in err. */
-int proc_spawner_start(char *err, size_t errlen);
+/* Resources a monitor makes ready before its run arrives, so that the run
+ * does not wait for the file system. */
+struct proc_monitor_prep {
+    int  pid_fd;           /* unnamed, locked file in the state directory, or -1 */
+    char temp_dir[4096];   /* a new empty directory, or "" */
+    int  taken_fd;         /* pipe to the spawner for PROC_NOTE_TAKEN, or -1 */
+};
+
+/* The note a monitor sends the spawner once its run started or failed. */
+#define PROC_NOTE_TAKEN 'T'
+
+
+/* Starts the spawner process (again, after it died) for the executor's
+ * state directory.  Returns 0, or -1 with a reason in err. */
+int proc_spawner_start(const char *state_dir, char *err, size_t errlen);
 
 /* Stops the spawner and reaps it.  Closing its socket makes it exit after
- * the requests already sent; force kills it at once. */
+ * the requests already sent, and force, or a second without exit, kills
+ * it. */
 void proc_spawner_stop(int force);
 
 /* Asks the spawner to start the monitor for run.  Returns the read end of
  * the monitor's pipe (non-blocking), or -1 with a reason in err. */
 int proc_spawn(struct drover_run *run, const struct proc_spec *spec, char *err, size_t errlen);
 
-/* The spawner's main(), for "drover-executor-process --spawner" with the
- * socket to the executor on PROC_SPAWNER_FD. */
+/* The spawner's main(), for "drover-executor-process --spawner STATE_DIR"
+ * with the socket to the executor on PROC_SPAWNER_FD. */
 int proc_spawner_main(int argc, char **argv);
 
-/* Runs the monitor for one run in a freshly forked child of the spawner,
- * with the pipe to the executor on PROC_MONITOR_FD, and exits. */
-_Noreturn void proc_monitor_run(const struct proc_monitor_args *a);
+/* Detaches a freshly forked child of the spawner from the executor (a new
+ * session, /dev/null as standard input and output) and fills prep.  What
+ * cannot be prepared is left for proc_monitor_run. */
+void proc_monitor_prepare(const char *state_dir, struct proc_monitor_prep *prep);
+
+/* Removes what proc_monitor_prepare made, for a monitor that gets no run. */
+void proc_monitor_unprepare(struct proc_monitor_prep *prep);
+
+/* Runs the monitor of one run, with the pipe to the executor on
+ * PROC_MONITOR_FD, and exits. */
+_Noreturn void proc_monitor_run(const struct proc_monitor_args *a, struct proc_monitor_prep *prep);
 
 /* Writes text to path through a temporary file, fsync and rename(2). */
 int proc_write_file(const char *path, const char *text);

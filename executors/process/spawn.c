@@ -2,7 +2,7 @@
  * From a job configuration to a running monitor: read and check the fields
  * of Prefect's process worker (command, env, working_dir, stream_output),
  * build the command's environment, and hand the run to the spawner
- * (spawner.c), which forks its monitor.
+ * (spawner.c), whose prepared monitor starts it.
  */
 #define _GNU_SOURCE 1
 #include <errno.h>
@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "process.h"
@@ -172,39 +173,31 @@ void proc_spec_clear(struct proc_spec *spec)
     spec->working_dir = NULL;
 }
 
-/* Creates the run's temporary working directory, which the monitor removes
- * when the command has ended. */
-static char *spawn_temp_dir(const struct drover_run *run, char *err, size_t errlen)
-{
-    const char *tmp = getenv("TMPDIR");
-    char path[4096];
-
-    snprintf(path, sizeof path, "%s/drover-%.8s-XXXXXX", tmp && tmp[0] == '/' ? tmp : "/tmp",
-             drover_run_flow_run_id(run));
-    if (!mkdtemp(path)) {
-        snprintf(err, errlen, "cannot create a temporary working directory in %s: %s",
-                 tmp && tmp[0] == '/' ? tmp : "/tmp", strerror(errno));
-        return NULL;
-    }
-    return strdup(path);
-}
-
 /* The spawner's socket and pid in the executor, -1 when none runs. */
 static int spawner_sock = -1;
 static pid_t spawner_pid = -1;
+static char *spawner_state_dir;   /* to start the spawner again */
 
 /* A blocked spawner must not hold the executor's loop forever. */
 #define SPAWN_SEND_TIMEOUT_S 10
 
-int proc_spawner_start(char *err, size_t errlen)
+int proc_spawner_start(const char *state_dir, char *err, size_t errlen)
 {
-    static char *const argv[] = {"drover-executor-process", "--spawner", NULL};
+    char *argv[] = {"drover-executor-process", "--spawner", NULL, NULL};
     struct timeval timeout = {.tv_sec = SPAWN_SEND_TIMEOUT_S};
     sigset_t none;
     int sv[2];
     pid_t pid;
 
     proc_spawner_stop(1);
+    if (state_dir != spawner_state_dir) {
+        free(spawner_state_dir);
+        if (!(spawner_state_dir = strdup(state_dir))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    argv[2] = spawner_state_dir;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         snprintf(err, errlen, "cannot create the spawner's socket: %s", strerror(errno));
         return -1;
@@ -242,10 +235,20 @@ void proc_spawner_stop(int force)
         close(spawner_sock);
     spawner_sock = -1;
     if (spawner_pid > 0) {
-        if (force)
+        /* The spawner exits once its waiting monitor reads the socket's
+         * end, which a monitor still starting a run can delay. */
+        pid_t reaped = 0;
+
+        for (int waited_ms = 0; !force && reaped == 0 && waited_ms < 1000; waited_ms += 10) {
+            reaped = waitpid(spawner_pid, &status, WNOHANG);
+            if (reaped == 0)
+                nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL);
+        }
+        if (reaped == 0) {
             kill(spawner_pid, SIGKILL);
-        while (waitpid(spawner_pid, &status, 0) < 0 && errno == EINTR)
-            ;
+            while (waitpid(spawner_pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        }
     }
     spawner_pid = -1;
 }
@@ -301,16 +304,14 @@ static void spawn_add_list(struct spawn_request *r, char *const *list)
 }
 
 /* Builds the request in the format spawner.c describes. */
-static int spawn_build_request(struct spawn_request *r, struct drover_run *run, const struct proc_spec *spec,
-                               const char *cwd)
+static int spawn_build_request(struct spawn_request *r, struct drover_run *run, const struct proc_spec *spec)
 {
     size_t payload;
 
     spawn_add_bytes(r, "\0\0\0", 4);   /* the length, filled in below */
     spawn_add(r, drover_run_flow_run_id(run));
     spawn_add(r, drover_executor_state_dir(drover_run_executor(run)));
-    spawn_add(r, cwd);
-    spawn_add(r, spec->working_dir ? "0" : "1");
+    spawn_add(r, spec->working_dir ? spec->working_dir : "");
     spawn_add(r, spec->stream_output ? "1" : "0");
     spawn_add_list(r, spec->argv);
     spawn_add_list(r, spec->envp);
@@ -367,16 +368,10 @@ static int spawn_send(const struct spawn_request *r, int pipe_w, char *err, size
 
 int proc_spawn(struct drover_run *run, const struct proc_spec *spec, char *err, size_t errlen)
 {
-    char *cwd = spec->working_dir ? strdup(spec->working_dir) : spawn_temp_dir(run, err, errlen);
     struct spawn_request req = {0};
     int fds[2] = {-1, -1}, rc = -1, sent;
 
-    if (!cwd) {
-        if (!err[0])
-            snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    if (spawn_build_request(&req, run, spec, cwd) < 0) {
+    if (spawn_build_request(&req, run, spec) < 0) {
         snprintf(err, errlen, "the command and environment exceed %u bytes or memory ran out",
                  PROC_SPAWN_MAX_REQUEST);
         goto done;
@@ -387,12 +382,12 @@ int proc_spawn(struct drover_run *run, const struct proc_spec *spec, char *err, 
     }
 
     /* A spawner that died is started again, once per run. */
-    if (spawner_sock < 0 && proc_spawner_start(err, errlen) < 0)
+    if (spawner_sock < 0 && proc_spawner_start(spawner_state_dir, err, errlen) < 0)
         goto done;
     sent = spawn_send(&req, fds[1], err, errlen);
     if (sent == 1) {
         drover_log(drover_run_executor(run), run, "spawner_gone pid=%ld (starting it again)", (long)spawner_pid);
-        if (proc_spawner_start(err, errlen) < 0)
+        if (proc_spawner_start(spawner_state_dir, err, errlen) < 0)
             goto done;
         sent = spawn_send(&req, fds[1], err, errlen);
     }
@@ -405,13 +400,10 @@ int proc_spawn(struct drover_run *run, const struct proc_spec *spec, char *err, 
     rc = fds[0];
     fds[0] = -1;
 done:
-    if (rc < 0 && !spec->working_dir)
-        rmdir(cwd);
     for (int i = 0; i < 2; i++)
         if (fds[i] >= 0)
             close(fds[i]);
     free(req.data);
-    free(cwd);
     return rc;
 }
 
