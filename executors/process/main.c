@@ -339,7 +339,6 @@ static int proc_recover(struct drover_run *run, const char *identifier, char *er
     struct proc_run *p;
     long child = 0, monitor = 0;
     int64_t code;
-    FILE *f;
 
     gethostname(host, sizeof host - 1);
     if (identifier[0] &&
@@ -351,11 +350,15 @@ static int proc_recover(struct drover_run *run, const char *identifier, char *er
         snprintf(err, errlen, "out of memory");
         return DROVER_START_FAILED;
     }
+    /* The descriptor stays open for proc_monitor_alive's lock checks. */
     if (drover_run_state_path(run, ".pid", path, sizeof path) == 0 &&
-        (p->pid_fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0 && (f = fdopen(dup(p->pid_fd), "r"))) {
-        if (fscanf(f, "%ld %ld", &child, &monitor) != 2)
+        (p->pid_fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+        char text[64];
+        ssize_t n = pread(p->pid_fd, text, sizeof text - 1, 0);
+
+        text[n > 0 ? n : 0] = '\0';
+        if (sscanf(text, "%ld %ld", &child, &monitor) != 2)
             child = monitor = 0;
-        fclose(f);
     }
     /* The executor stopped before it read the monitor's start record: the
      * monitor's .pid file tells whether the command started. */
