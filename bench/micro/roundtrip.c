@@ -6,9 +6,9 @@
  * its HELLO, then sends one JOB at a time and times the STARTED that answers
  * it.  The next JOB goes out only after the run's EXITED and a pause
  * (--gap-ms, 10 ms by default).  The ACK of EXITED makes the executor forget
- * the run and remove its state files, which took about 1 ms on a busy ext4
- * disk, and the pause keeps that work out of the next sample, so every
- * sample sees an idle executor.  --gap-ms 0 measures as before the pause
+ * the run and remove its state files, which took up to 1 ms on the ext4
+ * disk of a loaded 2-core VM.  The pause keeps that work out of the next
+ * sample, so the executor is idle at every JOB.  --gap-ms 0 measures as before the pause
  * existed.  Prints one JSON object with the percentiles.
  *
  * The executor's state directory and the socket of ipc:// are made under

@@ -243,10 +243,10 @@ static void proc_on_fd(struct drover_run *run, int fd)
     proc_parse(run, p);
 }
 
-/* Checks that pid is a monitor of this run started by an executor before
- * the spawner existed: such a monitor took no lock, but its command line
- * contains --monitor and the flow run id, so a reused pid is not taken for
- * it. */
+/* Checks that pid is a monitor of this run started by an executor of an
+ * earlier version, before the spawner existed.  Such a monitor took no
+ * lock, but its command line contains --monitor and the flow run id, so a
+ * reused pid is not taken for it. */
 static int proc_is_legacy_monitor(pid_t pid, const char *flow_run_id)
 {
     char path[64], buf[4096];
