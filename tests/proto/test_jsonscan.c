@@ -148,7 +148,9 @@ static const struct scan_case cases[] = {
 
 static int failures;
 
-/* The check the codec made before the scanner. */
+/* The check the codec made before the scanner.  The codec rejects a raw NUL
+ * byte before any JSON check, and jansson 2.14 accepts one right after a
+ * number ("{\"a\":2\0}"), so the reference rejects it first too. */
 static int reference_accepts(const char *s, size_t n)
 {
     size_t depth = 0, deepest = 0;
@@ -157,6 +159,8 @@ static int reference_accepts(const char *s, size_t n)
     json_t *root;
     int ok;
 
+    if (n > 0 && memchr(s, '\0', n))
+        return 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
 
@@ -425,6 +429,8 @@ int main(int argc, char **argv)
     long iterations = argc > 1 ? strtol(argv[1], NULL, 10) : 200000;
 
     check_table();
+    check_case("raw NUL after a number", "{\"a\":2\0}", 8, 0);
+    check_case("raw NUL in a string", "{\"a\":\"x\0\"}", 10, 0);
     check_depth();
     check_many_keys();
     check_generated(iterations);
