@@ -189,6 +189,11 @@ def main():
     d = Path(sys.argv[1])
     machine = load(d / "machine.json") or {}
     w = load(d / "workers.json") or {}
+    # Phases run by a separate invocation of workers.py (workers-*.json).
+    for extra in sorted(d.glob("workers-*.json")):
+        for key, value in (load(extra) or {}).items():
+            if key in ("idle", "latency", "throughput", "ceiling") and not w.get(key):
+                w[key] = value
     if len(sys.argv) > 2:
         w["idle"] = load(Path(sys.argv[2])).get("idle", [])
     lines = ["# Benchmark results", "", "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()),
