@@ -202,7 +202,7 @@ static int jsonscan_string(struct jsonscan *sc, struct jsonscan_key *key)
 static size_t jsonscan_decode_next(const unsigned char **p, unsigned char out[4])
 {
     const unsigned char *q = *p;
-    uint32_t cp, low;
+    uint32_t cp = 0, low = 0;
 
     if (q[0] != '\\') {
         out[0] = q[0];
