@@ -70,8 +70,8 @@ def throughput(w):
                 continue
             done = sum(1 for r in rs if r["complete"])
             out.append(
-                f"| {n} | {kind} | {mmm([r['runs_per_second'] for r in rs])} | {done}/{len(rs)} "
-                f"| {mmm([r['footprint']['cpu_s'] for r in rs], '{:.2f}')} "
+                f"| {n} | {kind} | {mmm([rate(r) for r in rs])} | {done}/{len(rs)} "
+                f"| {mmm([cpu(r) for r in rs], '{:.2f}')} "
                 f"| {mmm([r.get('cgroup_cpu_s') for r in rs], '{:.2f}')} "
                 f"| {mmm([server_ms_per_run(r, r['with_pid'] + r['crashed']) for r in rs], '{:.0f}')} "
                 f"| {mmm([r['footprint']['rss_peak'] / MIB for r in rs])} "
@@ -82,30 +82,45 @@ def throughput(w):
                        f"| {mmm([c['runs_per_second_server'] for c in cs])} "
                        f"| {sum(1 for c in cs if c['with_pid'] == n)}/{len(cs)} | | "
                        f"| {mmm([server_ms_per_run(c, c['with_pid']) for c in cs], '{:.0f}')} | | |")
-    out += ["", "Incomplete measurements ended at the deadline or when no run settled for a "
-            "minute; their rate is over the runs that settled.", "",
+    out += ["", "Incomplete measurements ended at the deadline; their rate is over the runs "
+            "that settled by then (0 when none did), and their worker CPU is left out when "
+            "none did.", "",
             "Ratios of medians:", "",
             "| N | worker | runs/s / Prefect | runs/s / ceiling | worker CPU per run / Prefect | peak RSS / Prefect |",
             "|---|---|---|---|---|---|"]
     for n in sizes:
         p = [r for r in rows if r["n"] == n and r["kind"] == "prefect"]
         cs = [c for c in ceiling.get("runs", []) if c["n"] == n]
-        pr = med([r["runs_per_second"] for r in p])
+        pr = med([rate(r) for r in p])
         cr = med([c["runs_per_second_server"] for c in cs])
-        pcpu = med([r["footprint"]["cpu_s"] / max(r["with_pid"], 1) for r in p])
+        pcpu = med([cpu(r) / r["with_pid"] for r in p if cpu(r) and r["with_pid"]])
         prss = med([r["footprint"]["rss_peak"] for r in p])
         for kind in ("drover", "drover-lean"):
             d = [r for r in rows if r["n"] == n and r["kind"] == kind]
             if not d:
                 continue
-            dr = med([r["runs_per_second"] for r in d])
-            dcpu = med([r["footprint"]["cpu_s"] / max(r["with_pid"], 1) for r in d])
+            dr = med([rate(r) for r in d])
+            dcpu = med([cpu(r) / r["with_pid"] for r in d if cpu(r) and r["with_pid"]])
             drss = med([r["footprint"]["rss_peak"] for r in d])
-            out.append(f"| {n} | {kind} | {ratio(dr, pr)}x "
+            times = ratio(dr, pr)
+            out.append(f"| {n} | {kind} | {times + 'x' if times != 'n/a' else 'n/a (Prefect: 0 runs/s)'} "
                        f"| {ratio(dr * 100 if dr else None, cr, '{:.0f}')}% "
                        f"| {ratio(dcpu * 100 if dcpu else None, pcpu, '{:.1f}')}% "
                        f"| {ratio(drss * 100 if drss else None, prss, '{:.1f}')}% |")
     return out
+
+
+def rate(r):
+    """Runs per second; 0 for a measurement in which no run settled."""
+    if r["with_pid"] + r.get("crashed", 0) == 0:
+        return 0.0
+    return r["runs_per_second"]
+
+
+def cpu(r):
+    """Worker CPU seconds; None when no run settled, since the sampled window
+    then ends at no known time."""
+    return r["footprint"]["cpu_s"] if rate(r) else None
 
 
 def server_ms_per_run(r, settled):

@@ -83,6 +83,7 @@ if [ -n "$WORKER_PHASES" ]; then
         --latency-runs "$LATENCY_RUNS" --latency-mean-gap 1.0 >/dev/null
 fi
 case ",$PHASES," in *,micro,*) ;; *)
+    printf '"%s"\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/loadavg-end.json"
     "$PY" "$TOP/bench/report.py" "$OUT" >"$OUT/summary.md"
     say "results in $OUT (summary.md); logs of the workers in $WORK"
     exit 0 ;;

@@ -125,6 +125,7 @@ def throughput_once(snap, kind, workdir, query_s, deadline):
             # No stall rule: under load Prefect's worker may need a minute
             # before its first infrastructure_pid.
             end = api.wait_pids(ids, deadline, snap["deployment"], stall=deadline)
+            t_end = time.time()
             server_cpu = srv.server.cpu_seconds() - server0
             group_cpu = group.usage()
             t_ready = worker_ready(api, pool, proc, 5)
@@ -139,7 +140,8 @@ def throughput_once(snap, kind, workdir, query_s, deadline):
     with_pid = [r for r in runs if r.get("infrastructure_pid")]
     # Runs the worker gave up on (crashed) count as settled, at their last write.
     settled = [r for r in runs if r.get("infrastructure_pid") or r.get("state_type") in bl.FINAL_STATES]
-    t_done = max(bl.parse_time(r["updated"]) for r in settled) if settled else float("nan")
+    # With nothing settled, the measurement ran until the deadline.
+    t_done = max(bl.parse_time(r["updated"]) for r in settled) if settled else t_end
     result = {
         "kind": kind, "n": n, "complete": end == "complete" and len(with_pid) == n,
         "end": end,
