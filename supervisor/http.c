@@ -7,12 +7,16 @@
  * list ordered by nothing: it is short, and scanned once per dispatch.
  *
  * Writes (every method but GET and HEAD, except POSTs that only filter or
- * count) pass a window of requests in flight.  A Prefect server on SQLite
- * lets one write in at a time and answers 503 to a write that finds the
- * database locked, so many concurrent writes cost it more CPU in failed
- * attempts than they gain.  The window halves on a 503 or 429 and grows by
- * one for each window of writes that succeed, as TCP's congestion window
- * does; a server that never answers 503 keeps all HTTP_MAX_CONNECTIONS.
+ * count, and the worker heartbeat) pass a window of requests in flight.  A
+ * Prefect server on SQLite lets one write in at a time and answers 503 to a
+ * write that finds the database locked, so many concurrent writes cost it
+ * more CPU in failed attempts than they gain.  The window halves on a 503 or
+ * 429 and grows by one for each window of writes that succeed, as TCP's
+ * congestion window does; a server that never answers 503 keeps all
+ * HTTP_MAX_WRITES.  libcurl may open HTTP_READ_CONNECTIONS more connections
+ * than that, so reads and heartbeats never wait for slow writes to end.  The
+ * heartbeat skips the window because a server that saw none for three
+ * intervals marks the worker offline.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -28,7 +32,9 @@
 #include "util.h"
 
 #define HTTP_MAX_SOCKETS 256
-#define HTTP_MAX_CONNECTIONS 16   /* per host, and the largest write window */
+#define HTTP_MAX_WRITES 16        /* the largest write window */
+#define HTTP_READ_CONNECTIONS 4   /* connections writes never take */
+#define HTTP_MAX_CONNECTIONS (HTTP_MAX_WRITES + HTTP_READ_CONNECTIONS)   /* per host */
 
 struct http_req {
     struct http_req *next;          /* in the waiting or the gated list */
@@ -74,7 +80,7 @@ struct http {
     struct http_req  *waiting;      /* retries not yet started */
     struct http_req  *gated;        /* writes waiting for the window, oldest first */
     struct http_req  *gated_tail;
-    double            write_window; /* writes allowed in flight, 1 to HTTP_MAX_CONNECTIONS */
+    double            write_window; /* writes allowed in flight, 1 to HTTP_MAX_WRITES */
     int               writes_in_flight;
     int64_t           window_cut_ms; /* last halving; replies to older attempts do not cut again */
     struct http_req  *all;          /* every live request */
@@ -199,7 +205,7 @@ http_new(const struct http_options *opts, char *err, size_t errlen)
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, http_timer_cb);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)HTTP_MAX_CONNECTIONS);
-    h->write_window = HTTP_MAX_CONNECTIONS;
+    h->write_window = HTTP_MAX_WRITES;
     return h;
 }
 
@@ -322,12 +328,14 @@ http_start(struct http *h, struct http_req *r)
     return 0;
 }
 
-/* Returns 1 for a request that writes on the server.  POSTs to .../filter,
+/* Returns 1 for a request that passes the write window: every request that
+ * writes on the server except the worker heartbeat.  POSTs to .../filter,
  * .../count and .../paginate only read. */
 static int
 http_is_write(const char *method, const char *path)
 {
-    static const char *const read_posts[] = { "/filter", "/count", "/paginate" };
+    static const char *const ungated_posts[] = { "/filter", "/count", "/paginate",
+                                                 "/workers/heartbeat" };
     size_t n = strlen(path);
 
     if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
@@ -336,10 +344,10 @@ http_is_write(const char *method, const char *path)
         return 1;
     while (n > 0 && path[n - 1] == '/')
         n--;
-    for (size_t i = 0; i < sizeof read_posts / sizeof read_posts[0]; i++) {
-        size_t k = strlen(read_posts[i]);
+    for (size_t i = 0; i < sizeof ungated_posts / sizeof ungated_posts[0]; i++) {
+        size_t k = strlen(ungated_posts[i]);
 
-        if (n >= k && strncmp(path + n - k, read_posts[i], k) == 0)
+        if (n >= k && strncmp(path + n - k, ungated_posts[i], k) == 0)
             return 0;
     }
     return 1;
@@ -413,8 +421,8 @@ http_window_update(struct http *h, const struct http_req *r, long status)
         log_debug("event=http_write_window size=%d status=%ld", (int)h->write_window, status);
     } else if (status >= 200 && status < 500) {
         h->write_window += 1 / h->write_window;
-        if (h->write_window > HTTP_MAX_CONNECTIONS)
-            h->write_window = HTTP_MAX_CONNECTIONS;
+        if (h->write_window > HTTP_MAX_WRITES)
+            h->write_window = HTTP_MAX_WRITES;
     }
 }
 
