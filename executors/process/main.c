@@ -407,9 +407,14 @@ static void proc_release(struct drover_run *run)
 }
 
 /* The spawner starts before the executor connects, so the first run does
- * not wait for it. */
+ * not wait for it.  The spawner is the executor's only child, and with
+ * SIGCHLD ignored the kernel reaps it when it dies while the executor is
+ * idle, instead of leaving a zombie until the next run restarts it. */
 static int proc_init(struct drover_executor *ex, char *err, size_t errlen)
 {
+    struct sigaction ign = {.sa_handler = SIG_IGN};
+
+    sigaction(SIGCHLD, &ign, NULL);
     return proc_spawner_start(drover_executor_state_dir(ex), err, errlen);
 }
 

@@ -236,8 +236,11 @@ void proc_spawner_stop(int force)
     spawner_sock = -1;
     if (spawner_pid > 0) {
         /* The spawner exits once its waiting monitor reads the socket's
-         * end, which a monitor still starting a run can delay. */
-        pid_t reaped = 0;
+         * end, which a monitor still starting a run can delay.  SIGCHLD is
+         * ignored (proc_init), so the kernel reaps a spawner that died, and
+         * waitpid then fails with ECHILD.  Its pid may belong to another
+         * process by then, so it gets no signal. */
+        pid_t reaped = waitpid(spawner_pid, &status, WNOHANG);
 
         for (int waited_ms = 0; !force && reaped == 0 && waited_ms < 1000; waited_ms += 10) {
             reaped = waitpid(spawner_pid, &status, WNOHANG);
