@@ -909,6 +909,12 @@ run_exited(struct worker *w, struct run *r, int64_t code, const char *error)
 {
     r->exit_code = code;
     r->exit_pending = 1;
+    if (error && *error && r->identifier && *r->identifier) {
+        /* It had started: the executor lost track of it. */
+        run_crash(w, r, "Flow run infrastructure %s could not be watched to its end: %s",
+                  r->identifier, error);
+        return;
+    }
     if (error && *error) {
         run_crash(w, r, "Failed to submit flow run to infrastructure: %s", error);
         return;
