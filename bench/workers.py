@@ -65,8 +65,9 @@ def worker_ready(api: bl.Api, pool: str, proc: bl.Proc, deadline: float = 120) -
 # ---- database snapshots ----------------------------------------------------
 
 def make_snapshot(workdir: Path, template: dict, n: int) -> dict:
-    """A stopped server's home holding one pool, one deployment (command `true`)
-    and n runs scheduled at creation; returned as {home, pool, deployment, ids}."""
+    """Create a stopped server's home with one pool, one deployment (command
+    `true`) and n runs scheduled at creation, and return {home, pool,
+    deployment, ids, n}."""
     home = workdir / f"snapshot-{n}"
     if home.exists():
         shutil.rmtree(home)

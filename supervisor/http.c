@@ -8,7 +8,7 @@
  *
  * Writes (every method but GET and HEAD, except POSTs that only filter or
  * count, and the worker heartbeat) pass a window of requests in flight.  A
- * Prefect server on SQLite lets one write in at a time and answers 503 to a
+ * Prefect server on SQLite lets one write in at a time and returns 503 to a
  * write that finds the database locked, so many concurrent writes cost it
  * more CPU in failed attempts than they gain.  The window halves on a 503 or
  * 429 and grows by one for each window of writes that succeed, as TCP's
