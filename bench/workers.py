@@ -330,7 +330,8 @@ def main():
                     help="workers to measure: drover, drover-lean, prefect")
     ap.add_argument("--workdir", type=Path, help="scratch folder (default: a new temporary one)")
     ap.add_argument("--deadline", type=float, default=120,
-                    help="longest throughput measurement, seconds; the rate is then over the runs settled")
+                    help="maximum duration of a throughput measurement, seconds; a cut measurement's "
+                         "rate is over the runs that settled")
     args = ap.parse_args()
     KINDS[:] = args.kinds.split(",")
 

@@ -12,7 +12,7 @@
  * write that finds the database locked, so many concurrent writes cost it
  * more CPU in failed attempts than they gain.  The window halves on a 503 or
  * 429 and grows by one for each window of writes that succeed, as TCP's
- * congestion window does; a server that never answers 503 keeps all
+ * congestion window does; a server that never returns 503 keeps all
  * HTTP_MAX_WRITES.  libcurl may open HTTP_READ_CONNECTIONS more connections
  * than that, so reads and heartbeats never wait for slow writes to end.  The
  * heartbeat skips the window because a server that saw none for three

@@ -361,7 +361,7 @@ const char *render_type_name(const json_t *value);
  * holds those listed).  Returns 0 or -1 (no memory). */
 int render_collect_blocks_into(const json_t *node, json_t *list, json_t *seen, int depth);
 /* Appends the variable names below node, at depth, to list (each once,
- * seen holds those listed).  Returns 0 or -1 (no memory). */
+ * seen contains those listed).  Returns 0 or -1 (no memory). */
 int render_collect_variables_into(const json_t *node, json_t *list, json_t *seen, int depth);
 
 /* Whether value can contain no placeholder and no block reference: a

@@ -10,28 +10,13 @@
  * dotted keys ("env.FOO") expanded with set_in_dict and deep-merged under
  * the plain keys, the env union, and the substitution itself.  Where
  * Prefect raises (TypeError, AttributeError, KeyError) this module
- * returns an error naming the value.  This file holds the checks and the
+ * returns an error naming the value.  This file contains the checks and the
  * dotted-key and env steps; render_compile.c compiles the template and
  * runs the substitution, and render_apply compiles for each call.
  */
 #include <string.h>
 
 #include "render.h"
-
-static const char *type_name(const json_t *value)
-{
-    switch (json_typeof(value)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "a value";
-}
 
 json_t *render_merge_job_variables_checked(const json_t *deployment_vars, const json_t *run_vars,
                                            char *err, size_t errlen)
@@ -43,12 +28,12 @@ json_t *render_merge_job_variables_checked(const json_t *deployment_vars, const 
 
     if (deployment_vars && !json_is_null(deployment_vars) && !json_is_object(deployment_vars)) {
         render_errf(err, errlen, "deployment job variables must be an object, not %s",
-                    type_name(deployment_vars));
+                    render_type_name(deployment_vars));
         return NULL;
     }
     if (run_vars && !json_is_null(run_vars) && !json_is_object(run_vars)) {
         render_errf(err, errlen, "flow run job variables must be an object, not %s",
-                    type_name(run_vars));
+                    render_type_name(run_vars));
         return NULL;
     }
     merged = json_is_object(deployment_vars) ? json_copy((json_t *)deployment_vars) : json_object();
@@ -68,7 +53,7 @@ json_t *render_merge_job_variables_checked(const json_t *deployment_vars, const 
             json_decref(env);
             render_errf(err, errlen,
                         "flow run job variable env must be an object to update the "
-                        "deployment's env, not %s", type_name(run_env));
+                        "deployment's env, not %s", render_type_name(run_env));
             json_decref(merged);
             return NULL;
         }
@@ -127,7 +112,7 @@ int render_check_properties(const json_t *properties, char *err, size_t errlen)
             continue;
         }
         render_errf(err, errlen, "variables.properties.%s must be an object (a JSON schema), not %s",
-                    name, type_name(attrs));
+                    name, render_type_name(attrs));
         return -1;
     }
     return 0;
@@ -171,7 +156,7 @@ static int set_dotted(json_t *root, const char *key, json_t *value, char *err, s
         if (child && !json_is_object(child)) {
             render_errf(err, errlen,
                         "job variable \"%s\" sets a key below \"%s\", which is already %s",
-                        key, seg, type_name(child));
+                        key, seg, render_type_name(child));
             goto done;
         }
         if (!child) {
@@ -268,7 +253,7 @@ static int env_union_check(const json_t *b, const char *what, char *err, size_t 
     if (json_is_object(b))
         return 0;
     render_errf(err, errlen, "%s must be an object to merge into job_configuration.env, not %s",
-                what, type_name(b));
+                what, render_type_name(b));
     return -1;
 }
 

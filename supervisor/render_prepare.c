@@ -28,21 +28,6 @@
 
 static const char *const base_order[] = {"command", "env", "labels", "name"};
 
-static const char *type_name(const json_t *value)
-{
-    switch (json_typeof(value)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "a value";
-}
-
 /* Whether text is a UUID in str(UUID)'s form: 36 characters, lowercase
  * hex digits and hyphens after the 8th, 12th, 16th and 20th digit. */
 static int is_canonical_uuid(const char *text)
@@ -243,7 +228,7 @@ static int coerce_base_fields(const json_t *config, json_t **command, json_t **e
     value = json_object_get(config, "command");
     if (value && !json_is_null(value) && !json_is_string(value)) {
         render_errf(err, errlen, "job configuration command must be a string or null, not %s",
-                    type_name(value));
+                    render_type_name(value));
         return -1;
     }
     *command = value && render_truthy(value) ? json_incref(value) : json_null();
@@ -251,7 +236,7 @@ static int coerce_base_fields(const json_t *config, json_t **command, json_t **e
     value = json_object_get(config, "name");
     if (value && !json_is_null(value) && !json_is_string(value)) {
         render_errf(err, errlen, "job configuration name must be a string or null, not %s",
-                    type_name(value));
+                    render_type_name(value));
         return -1;
     }
     *name = value ? json_incref(value) : json_null();
@@ -259,13 +244,13 @@ static int coerce_base_fields(const json_t *config, json_t **command, json_t **e
     value = json_object_get(config, "labels");
     if (value && !json_is_object(value)) {
         render_errf(err, errlen, "job configuration labels must be an object, not %s",
-                    type_name(value));
+                    render_type_name(value));
         return -1;
     }
     json_object_foreach(value, key, item) {
         if (!json_is_string(item)) {
             render_errf(err, errlen, "job configuration label \"%s\" must be a string, not %s",
-                        key, type_name(item));
+                        key, render_type_name(item));
             return -1;
         }
     }
@@ -274,7 +259,7 @@ static int coerce_base_fields(const json_t *config, json_t **command, json_t **e
     value = json_object_get(config, "env");
     if (value && !json_is_object(value)) {
         render_errf(err, errlen, "job configuration env must be an object, not %s",
-                    type_name(value));
+                    render_type_name(value));
         return -1;
     }
     *env = value ? json_incref(value) : json_object();

@@ -149,7 +149,7 @@ rt_background(struct rt *rt, const struct drover_msg *m)
     }
 }
 
-/* Waits gap_ms, answering what arrives meanwhile (PINGs). */
+/* Waits gap_ms, replying to the PINGs that arrive meanwhile. */
 static void
 rt_pause(struct rt *rt, long gap_ms)
 {

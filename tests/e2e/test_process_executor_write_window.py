@@ -1,7 +1,7 @@
 """Reads and heartbeats while the server holds drover's writes.
 
 A proxy on loopback sits between drover and the session's Prefect server.
-It passes reads, heartbeats and polls at once, and holds every other write
+It passes reads, heartbeats and polls at once, and delays every other write
 (claims, labels, states) until the test ends, as a server stuck on a locked
 SQLite database does.  drover then has as many writes in flight as its write
 window allows, and its reads and heartbeats must still reach the server.
@@ -36,7 +36,7 @@ def passes_at_once(method: str, path: str) -> bool:
 
 
 class HoldingProxy:
-    """Forwards requests to upstream; holds the writes passes_at_once rejects."""
+    """Forwards requests to upstream; delays the writes that passes_at_once rejects."""
 
     def __init__(self, upstream: str):
         self.upstream = upstream
