@@ -9,6 +9,7 @@ add_library(drover_render STATIC
   ${CMAKE_CURRENT_LIST_DIR}/render_dump.c
   ${CMAKE_CURRENT_LIST_DIR}/render_apply.c
   ${CMAKE_CURRENT_LIST_DIR}/render_compile.c
+  ${CMAKE_CURRENT_LIST_DIR}/render_run.c
   ${CMAKE_CURRENT_LIST_DIR}/render_merge.c
   ${CMAKE_CURRENT_LIST_DIR}/render_blocks.c
   ${CMAKE_CURRENT_LIST_DIR}/render_variables.c

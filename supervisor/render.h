@@ -126,6 +126,37 @@ json_t *render_template_apply(const struct render_template *tmpl, const json_t *
 /* Frees a compiled template and sets *tmpl to NULL; accepts NULL. */
 void render_template_free(struct render_template **tmpl);
 
+/* One flow run rendered from a compiled template to the JSON text its
+ * executor gets, in the supervisor's steps:
+ *
+ *   rr    = render_run_new(tmpl, vars, ..., &blocks)   -> fetch each block
+ *   names = render_run_resolve_blocks(rr, blocks)      -> fetch each variable
+ *   render_run_resolve_variables(rr, variables)
+ *   text  = render_run_text(rr, &ctx, &len); render_run_free(rr)
+ *
+ * The text is json_dumps(config, JSON_COMPACT) of the configuration the
+ * jansson steps above (render_template_apply, render_resolve_blocks_collect,
+ * render_resolve_variables, render_prepare) produce, and every list and
+ * error is theirs too; the run is kept in an arena instead of jansson
+ * objects where it can be.  Each step is called once, in order; a NULL ctx
+ * skips the prepare step.  The run keeps references to tmpl's inputs
+ * only: tmpl must outlive it. */
+struct render_run;
+struct render_run *render_run_new(const struct render_template *tmpl, const json_t *job_vars,
+                                  render_getenv_fn environ_lookup, void *environ_arg,
+                                  json_t **blocks, char *err, size_t errlen);
+json_t *render_run_resolve_blocks(struct render_run *rr, const json_t *blocks, char *err,
+                                  size_t errlen);
+int render_run_resolve_variables(struct render_run *rr, const json_t *vars, char *err,
+                                 size_t errlen);
+/* A malloc'd NUL-terminated text, its length in *len when len is not NULL. */
+struct render_context;
+char *render_run_text(struct render_run *rr, const struct render_context *ctx, size_t *len,
+                      char *err, size_t errlen);
+/* Whether the run was rendered without jansson trees (for tests). */
+int render_run_is_fast(const struct render_run *rr);
+void render_run_free(struct render_run *rr);
+
 /* Lists the block documents a configuration refers to, each once, as keys:
  *   "document:<uuid>"        for {"$ref": {"block_document_id": "<uuid>"}}
  *   "slug:<type>/<name>"     for {{ prefect.blocks.<type>.<name>... }}

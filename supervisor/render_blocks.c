@@ -558,3 +558,12 @@ json_t *render_resolve_blocks_collect(json_t *config, const json_t *blocks, char
     }
     return variables;
 }
+
+json_t *render_resolve_blocks_node(json_t *node, int depth, const json_t *blocks,
+                                   json_t *variables, json_t *seen, char *err, size_t errlen)
+{
+    struct resolve_ctx ctx = {.blocks = blocks, .variables = variables, .seen = seen,
+                              .err = err, .errlen = errlen};
+
+    return resolve_node(&ctx, node, depth);
+}

@@ -243,11 +243,29 @@ static int run_pipeline(const struct cli_options *opt, struct cli_inputs *in)
     char err[1024];
     const char *template_name = opt->template_path ? opt->template_path : opt->declared_path;
     struct render_template *tmpl = NULL;
+    struct render_run *rr = NULL;
     json_t *vars = NULL;
     json_t *config = NULL;
     json_t *blocks = NULL;
     json_t *names = NULL;
     const json_t *block_data = in->values ? json_object_get(in->values, "blocks") : NULL;
+    struct render_context ctx = {
+        .flow_run = in->flow_run,
+        .flow = in->flow,
+        .deployment = in->deployment,
+        .work_pool_name = string_member(in->work_pool, "name"),
+        .work_pool_id = string_member(in->work_pool, "id"),
+        .worker_name = opt->worker_name,
+        .worker_id = opt->worker_id,
+        .prefect_version = opt->prefect_version,
+        .settings_env = in->settings_env,
+        .environ_lookup = in->environ ? environ_from_object : NULL,
+        .environ_arg = in->environ,
+    };
+    int prepare = in->flow_run && !opt->no_prepare;
+    json_error_t parse_error;
+    char *text = NULL;
+    size_t len = 0;
     int rc = 1;
 
     vars = render_merge_job_variables_checked(in->deployment_vars, in->run_vars, err, sizeof(err));
@@ -265,48 +283,38 @@ static int run_pipeline(const struct cli_options *opt, struct cli_inputs *in)
      * gets; the lists of blocks and variables are not needed here. */
     tmpl = render_template_compile(in->base, err, sizeof(err));
     if (tmpl)
-        config = render_template_apply(tmpl, vars, in->environ ? environ_from_object : NULL,
-                                       in->environ, &blocks, err, sizeof(err));
-    if (!config) {
+        rr = render_run_new(tmpl, vars, in->environ ? environ_from_object : NULL, in->environ,
+                            &blocks, err, sizeof(err));
+    if (!rr) {
         fprintf(stderr, "drover render: %s: %s\n", template_name, err);
         goto done;
     }
-    names = render_resolve_blocks_collect(config, block_data, err, sizeof(err));
+    names = render_run_resolve_blocks(rr, block_data, err, sizeof(err));
     if (!names ||
-        render_resolve_variables(config,
-                                 in->values ? json_object_get(in->values, "variables") : NULL,
-                                 err, sizeof(err)) < 0) {
+        render_run_resolve_variables(rr,
+                                     in->values ? json_object_get(in->values, "variables") : NULL,
+                                     err, sizeof(err)) < 0 ||
+        (text = render_run_text(rr, prepare ? &ctx : NULL, &len, err, sizeof(err))) == NULL) {
         fprintf(stderr, "drover render: %s\n", err);
         goto done;
     }
-    if (in->flow_run && !opt->no_prepare) {
-        struct render_context ctx = {
-            .flow_run = in->flow_run,
-            .flow = in->flow,
-            .deployment = in->deployment,
-            .work_pool_name = string_member(in->work_pool, "name"),
-            .work_pool_id = string_member(in->work_pool, "id"),
-            .worker_name = opt->worker_name,
-            .worker_id = opt->worker_id,
-            .prefect_version = opt->prefect_version,
-            .settings_env = in->settings_env,
-            .environ_lookup = in->environ ? environ_from_object : NULL,
-            .environ_arg = in->environ,
-        };
-
-        if (render_prepare(config, &ctx, err, sizeof(err)) < 0) {
-            fprintf(stderr, "drover render: %s\n", err);
-            goto done;
-        }
-        if (render_order_fields(config) < 0) {
-            fprintf(stderr, "drover render: out of memory\n");
-            goto done;
-        }
+    /* The text is what an executor gets; it is printed in Prefect's form. */
+    config = json_loadb(text, len, JSON_ALLOW_NUL, &parse_error);
+    if (!config) {
+        fprintf(stderr, "drover render: cannot read the rendered configuration back: %s\n",
+                parse_error.text);
+        goto done;
+    }
+    if (prepare && render_order_fields(config) < 0) {
+        fprintf(stderr, "drover render: out of memory\n");
+        goto done;
     }
     rc = print_json(config);
 
 done:
+    render_run_free(rr);
     render_template_free(&tmpl);
+    free(text);
     json_decref(vars);
     json_decref(config);
     json_decref(blocks);

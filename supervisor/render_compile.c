@@ -14,82 +14,16 @@
 #include <string.h>
 
 #include "render.h"
-
-/* A standard placeholder's name, split as render_lookup_layered splits it. */
-struct compiled_path {
-    const char *first; /* first segment with ']' removed */
-    size_t first_len;
-    const json_t *fallback; /* non-null schema default of the first segment */
-    size_t slot;            /* index of the first segment in render_template.names */
-    size_t nseg;            /* segments after the first, for render_lookup_segment */
-    const char **seg;
-    size_t *seg_len;
-};
-
-enum piece_kind {
-    PIECE_TEXT,     /* template text, block and variable placeholders included */
-    PIECE_STANDARD, /* str() of a looked-up value, nothing when unset */
-    PIECE_ENV       /* the worker's environment value, nothing when unset */
-};
-
-struct piece {
-    enum piece_kind kind;
-    const char *text; /* PIECE_TEXT: into the template string; PIECE_ENV: NUL-terminated name */
-    size_t len;
-    struct compiled_path path;
-};
-
-enum node_kind {
-    NODE_LITERAL, /* no standard or env placeholder below: a copy of the template */
-    NODE_WHOLE,   /* a string that is one standard placeholder */
-    NODE_INLINE,  /* a string with standard or env placeholders among other text */
-    NODE_OBJECT,
-    NODE_ARRAY
-};
-
-struct node {
-    enum node_kind kind;
-    const json_t *value; /* the template value */
-    size_t n;            /* pieces or children */
-    union {
-        struct compiled_path path; /* NODE_WHOLE */
-        struct piece *pieces;      /* NODE_INLINE */
-        struct node *children;     /* NODE_OBJECT, NODE_ARRAY (in iteration order) */
-    } u;
-    const char *key; /* as a child of an object */
-    size_t key_len;
-    int may_ref;     /* a block placeholder or a "$ref" key is in the template value */
-    int dollar_ref;  /* an object with a "$ref" key, which may be a block reference */
-};
-
-/* Blocks of memory owned by one compiled template, freed together. */
-struct arena_block {
-    struct arena_block *next;
-    size_t used, cap;
-    max_align_t data[];
-};
-
-struct render_template {
-    json_t *base; /* a reference that keeps the borrowed values below alive */
-    const json_t *job_config;
-    const json_t *properties;
-    json_t *empty_properties; /* when the template has none */
-    const json_t *default_env; /* non-null default of properties.env */
-    char *properties_error;    /* check_properties' message, reported when applied */
-    size_t nfields;
-    struct node *fields; /* job_configuration's members in order */
-    const struct node *env_field; /* the member named env, or NULL */
-    json_t *names;  /* each distinct first segment -> its slot (an integer) */
-    json_t *env_index; /* the env object's keys -> their position, when env is an object */
-    size_t nslots;
-    struct arena_block *arena;
-};
+#include "render_compiled.h"
 
 struct compile_ctx {
     struct render_template *tmpl;
     char *err;
     size_t errlen;
 };
+
+/* Templates nested deeper than this render with jansson trees only. */
+#define RENDER_RUN_MAX_DEPTH 512
 
 static void *arena_alloc(struct render_template *tmpl, size_t size)
 {
@@ -231,6 +165,7 @@ static int compile_string(struct compile_ctx *cc, const json_t *value, struct no
         pos = ph.end;
     }
     node->kind = NODE_LITERAL;
+    node->has_brace = memchr(text, '{', len) != NULL;
     if (!active)
         return 0;
     if (count == 1 && render_ph_next(text, len, 0, &ph) && ph.start == 0 && ph.end == len &&
@@ -323,6 +258,7 @@ static int compile_container(struct compile_ctx *cc, const json_t *value, struct
                 return rc;
             active |= child->kind != NODE_LITERAL;
             node->may_ref |= child->may_ref;
+            node->has_brace |= child->has_brace;
         }
     } else {
         for (size_t i = 0; i < n; i++) {
@@ -334,6 +270,7 @@ static int compile_container(struct compile_ctx *cc, const json_t *value, struct
                 return rc;
             active |= child->kind != NODE_LITERAL;
             node->may_ref |= child->may_ref;
+            node->has_brace |= child->has_brace;
         }
     }
     node->may_ref |= node->dollar_ref;
@@ -356,6 +293,47 @@ static int compile_node(struct compile_ctx *cc, const json_t *value, struct node
     if (json_is_object(value) || json_is_array(value))
         return compile_container(cc, value, node, depth);
     node->kind = NODE_LITERAL;
+    return 0;
+}
+
+/* Prepares node at depth for render_run: the JSON text of each literal
+ * part that holds no '{' and no "$ref", and tmpl->fast cleared for what
+ * render_run leaves to the jansson steps.  Returns 0 or -1 (no memory). */
+static int prepare_fast(struct render_template *tmpl, struct node *node, int depth)
+{
+    struct render_buf buf;
+
+    if (depth > RENDER_RUN_MAX_DEPTH) {
+        tmpl->fast = 0;
+        return 0;
+    }
+    switch (node->kind) {
+    case NODE_LITERAL:
+        if (node->has_brace || node->may_ref)
+            return 0;
+        memset(&buf, 0, sizeof(buf));
+        render_json_append(&buf, node->value);
+        if (!buf.failed && buf.data)
+            node->raw = arena_strndup(tmpl, buf.data, buf.len);
+        node->raw_len = buf.len;
+        render_buf_free(&buf);
+        return node->raw ? 0 : -1;
+    case NODE_WHOLE:
+        return 0;
+    case NODE_INLINE:
+        for (size_t i = 0; i < node->n; i++)
+            if (node->u.pieces[i].kind == PIECE_ENV)
+                tmpl->fast = 0;
+        return 0;
+    case NODE_OBJECT:
+    case NODE_ARRAY:
+        if (node->dollar_ref)
+            tmpl->fast = 0;
+        for (size_t i = 0; i < node->n && tmpl->fast; i++)
+            if (prepare_fast(tmpl, &node->u.children[i], depth + 1) < 0)
+                return -1;
+        return 0;
+    }
     return 0;
 }
 
@@ -490,6 +468,10 @@ struct render_template *render_template_compile(const json_t *base_template, cha
     if (tmpl->env_field && json_is_object(tmpl->env_field->value) &&
         index_keys(tmpl->env_field->value, &tmpl->env_index) < 0)
         goto nomem;
+    tmpl->fast = json_object_getn(tmpl->job_config, "$ref", 4) == NULL;
+    for (i = 0; i < tmpl->nfields && tmpl->fast; i++)
+        if (prepare_fast(tmpl, &tmpl->fields[i], 0) < 0)
+            goto nomem;
     return tmpl;
 
 nomem:
@@ -523,10 +505,9 @@ static const char *default_getenv(const char *name, void *arg)
  * the caller must release it.  A one-segment path returns the job variable
  * or default itself, with no reference taken: jansson's reference counts
  * are atomic operations, which cost more than the rest of the lookup. */
-static json_t *path_lookup(const struct apply_ctx *ctx, const struct compiled_path *path,
-                           int *owned)
+json_t *render_tmpl_lookup(json_t *const *slots, const struct compiled_path *path, int *owned)
 {
-    json_t *current = ctx->slots[path->slot];
+    json_t *current = slots[path->slot];
 
     *owned = 0;
     if (!current)
@@ -560,7 +541,7 @@ static json_t *apply_inline(const struct apply_ctx *ctx, const struct node *node
             render_buf_append(&buf, piece->text, piece->len);
         } else if (piece->kind == PIECE_STANDARD) {
             int owned;
-            json_t *value = path_lookup(ctx, &piece->path, &owned);
+            json_t *value = render_tmpl_lookup(ctx->slots, &piece->path, &owned);
 
             if (value)
                 render_pytext_append(&buf, value, 1);
@@ -688,7 +669,7 @@ static int apply_node(const struct apply_ctx *ctx, const struct node *node, int 
             break;
         return node->may_ref ? list_blocks(ctx, *out, depth) : 0;
     case NODE_WHOLE:
-        value = path_lookup(ctx, &node->u.path, &owned);
+        value = render_tmpl_lookup(ctx->slots, &node->u.path, &owned);
         if (!value)
             return 0;
         *out = render_copy(value);
@@ -721,7 +702,7 @@ static int apply_uncompiled(const struct apply_ctx *ctx, const json_t *value, in
 }
 
 /* The template value of key in layers (the last one holding it), or NULL. */
-static const json_t *later_value(const json_t *const *layers, size_t n, const char *key,
+const json_t *render_tmpl_later_value(const json_t *const *layers, size_t n, const char *key,
                                  size_t key_len)
 {
     for (size_t j = n; j-- > 0;) {
@@ -733,7 +714,7 @@ static const json_t *later_value(const json_t *const *layers, size_t n, const ch
     return NULL;
 }
 
-static int seen_before(const json_t *const *layers, size_t n, const char *key, size_t key_len)
+int render_tmpl_seen_before(const json_t *const *layers, size_t n, const char *key, size_t key_len)
 {
     for (size_t j = 0; j < n; j++)
         if (json_object_getn(layers[j], key, key_len))
@@ -827,12 +808,12 @@ static int apply_env_union(const struct apply_ctx *ctx, const struct node *compi
             json_t *rendered;
             int rc;
 
-            if (i > 0 && seen_before(env->layer, i, key, key_len))
+            if (i > 0 && render_tmpl_seen_before(env->layer, i, key, key_len))
                 continue;
             if (i == 0 && overrides)
                 later = overrides[k];
             else
-                later = later_value(env->layer + i + 1, env->n - i - 1, key, key_len);
+                later = render_tmpl_later_value(env->layer + i + 1, env->n - i - 1, key, key_len);
             if (later)
                 rc = apply_env_member(&inner, NULL, 0, later, &rendered);
             else
@@ -890,7 +871,7 @@ static int apply_env(const struct apply_ctx *ctx, const struct render_env_layers
 
 /* Points each slot at the job variable of its name: one lookup per job
  * variable instead of one per placeholder. */
-static int fill_slots(const struct render_template *tmpl, const json_t *vars, json_t **small,
+int render_tmpl_fill_slots(const struct render_template *tmpl, const json_t *vars, json_t **small,
                       size_t small_count, json_t ***slots)
 {
     const char *key;
@@ -969,7 +950,7 @@ json_t *render_template_apply(const struct render_template *tmpl, const json_t *
             goto fail;
         }
     }
-    if (fill_slots(tmpl, vars, small_slots, sizeof(small_slots) / sizeof(small_slots[0]),
+    if (render_tmpl_fill_slots(tmpl, vars, small_slots, sizeof(small_slots) / sizeof(small_slots[0]),
                    &ctx.slots) < 0) {
         render_errf(err, errlen, "out of memory");
         goto fail;

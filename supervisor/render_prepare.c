@@ -21,10 +21,7 @@
 #include <string.h>
 
 #include "render.h"
-
-/* Prefect release whose prefect.io/version label is used when the caller
- * does not give one. */
-#define RENDER_PREFECT_VERSION "3.9.1"
+#include "render_compiled.h"
 
 static const char *const base_order[] = {"command", "env", "labels", "name"};
 
@@ -89,7 +86,7 @@ static int normalize_uuid(const char *text, char out[37])
     return 0;
 }
 
-static int get_uuid(const json_t *object, const char *what, const char *key, int required,
+int render_prepare_uuid(const json_t *object, const char *what, const char *key, int required,
                     char out[37], char *err, size_t errlen)
 {
     json_t *value = json_object_get(object, key);
@@ -148,7 +145,7 @@ static int read_digits(const char **p, int count)
 /* deployment.updated.astimezone(UTC).isoformat() for the ISO 8601 forms the
  * API sends ("2026-08-21T12:00:00.123456Z", "+02:00" offsets; more than six
  * fraction digits are cut as pydantic cuts them; no offset means UTC). */
-static int format_updated(const char *text, char *out, size_t outlen)
+int render_prepare_updated(const char *text, char *out, size_t outlen)
 {
     const char *p = text;
     int year, mon, day, hour, min, sec = 0, usec = 0, offset = 0;
@@ -302,14 +299,14 @@ static int build_env(json_t *env_out, const struct render_context *ctx, const ch
         rc |= set_string(env_out, "PREFECT__WORKER_ID", ctx->worker_id);
     if (ctx->worker_name)
         rc |= set_string(env_out, "PREFECT__WORKER_NAME", ctx->worker_name);
-    if (get_uuid(ctx->flow_run, "flow run", "flow_id", 0, flow_id, err, errlen) < 0)
+    if (render_prepare_uuid(ctx->flow_run, "flow run", "flow_id", 0, flow_id, err, errlen) < 0)
         return -1;
     if (flow_id[0])
         rc |= set_ascii(env_out, "PREFECT__FLOW_ID", flow_id);
     value = ctx->flow ? json_object_get(ctx->flow, "name") : NULL;
     if (value && render_truthy(value))
         rc |= json_object_set_nocheck(env_out, "PREFECT__FLOW_NAME", value);
-    if (get_uuid(ctx->flow_run, "flow run", "deployment_id", 0, deployment_id, err, errlen) < 0)
+    if (render_prepare_uuid(ctx->flow_run, "flow run", "deployment_id", 0, deployment_id, err, errlen) < 0)
         return -1;
     if (deployment_id[0])
         rc |= set_ascii(env_out, "PREFECT__DEPLOYMENT_ID", deployment_id);
@@ -368,7 +365,7 @@ static int build_labels(json_t *labels_out, const struct render_context *ctx, co
     if (ctx->flow) {
         json_t *name = json_object_get(ctx->flow, "name");
 
-        if (get_uuid(ctx->flow, "flow", "id", 1, id, err, errlen) < 0)
+        if (render_prepare_uuid(ctx->flow, "flow", "id", 1, id, err, errlen) < 0)
             return -1;
         if (!json_is_string(name)) {
             render_errf(err, errlen, "flow has no name");
@@ -381,7 +378,7 @@ static int build_labels(json_t *labels_out, const struct render_context *ctx, co
         json_t *name = json_object_get(ctx->deployment, "name");
         json_t *updated = json_object_get(ctx->deployment, "updated");
 
-        if (get_uuid(ctx->deployment, "deployment", "id", 1, id, err, errlen) < 0)
+        if (render_prepare_uuid(ctx->deployment, "deployment", "id", 1, id, err, errlen) < 0)
             return -1;
         if (!json_is_string(name)) {
             render_errf(err, errlen, "deployment has no name");
@@ -393,7 +390,7 @@ static int build_labels(json_t *labels_out, const struct render_context *ctx, co
             char text[64];
 
             if (!json_is_string(updated) ||
-                format_updated(json_string_value(updated), text, sizeof(text)) < 0) {
+                render_prepare_updated(json_string_value(updated), text, sizeof(text)) < 0) {
                 render_errf(err, errlen, "deployment updated is not an ISO 8601 date and time");
                 return -1;
             }
@@ -409,7 +406,7 @@ static int build_labels(json_t *labels_out, const struct render_context *ctx, co
 }
 
 /* The name rendered with ctx values; returns a new reference. */
-static json_t *render_name(const struct render_context *ctx, json_t *name, const json_t *run_name,
+json_t *render_prepare_name(const struct render_context *ctx, json_t *name, const json_t *run_name,
                            char *err, size_t errlen)
 {
     json_t *values = NULL;
@@ -529,7 +526,7 @@ int render_prepare(json_t *config, const struct render_context *ctx, char *err, 
         render_errf(err, errlen, "the flow and the deployment must be objects");
         return -1;
     }
-    if (get_uuid(ctx->flow_run, "flow run", "id", 1, run_id, err, errlen) < 0)
+    if (render_prepare_uuid(ctx->flow_run, "flow run", "id", 1, run_id, err, errlen) < 0)
         return -1;
     run_name = json_object_get(ctx->flow_run, "name");
     if (!json_is_string(run_name)) {
@@ -548,7 +545,7 @@ int render_prepare(json_t *config, const struct render_context *ctx, char *err, 
     if (build_env(final_env, ctx, run_id, env, err, errlen) < 0 ||
         build_labels(final_labels, ctx, run_id, run_name, labels, err, errlen) < 0)
         goto done;
-    final_name = render_name(ctx, name, run_name, err, errlen);
+    final_name = render_prepare_name(ctx, name, run_name, err, errlen);
     if (!final_name)
         goto done;
     if (!render_truthy(command)) {

@@ -289,3 +289,11 @@ done:
     json_decref(empty);
     return rc;
 }
+
+json_t *render_resolve_variables_node(json_t *node, int depth, const json_t *vars, char *err,
+                                      size_t errlen)
+{
+    struct resolve_ctx ctx = {.vars = vars, .err = err, .errlen = errlen};
+
+    return resolve_node(&ctx, node, depth);
+}

@@ -98,7 +98,8 @@ run_free(struct run *r)
     json_decref(r->flow_run);
     json_decref(r->deployment);
     json_decref(r->flow);
-    json_decref(r->config);
+    render_run_free(r->render);
+    free(r->config);
     json_decref(r->found);
     free(r->name);
     free(r->error);
@@ -486,10 +487,10 @@ run_fetched(struct worker *w, struct run *r)
         return;
     }
     compiled = run_compiled_template(template, err, sizeof err);
-    r->config = compiled == NULL ? NULL
-                : render_template_apply(compiled, vars, NULL, NULL, &blocks, err, sizeof err);
+    r->render = compiled == NULL ? NULL
+                : render_run_new(compiled, vars, NULL, NULL, &blocks, err, sizeof err);
     json_decref(vars);
-    if (r->config == NULL) {
+    if (r->render == NULL) {
         run_crash(w, r, "Failed to submit flow run to infrastructure: %s", err);
         return;
     }
@@ -655,7 +656,7 @@ static void
 run_blocks_found(struct worker *w, struct run *r)
 {
     char err[1024];
-    json_t *names = render_resolve_blocks_collect(r->config, r->found, err, sizeof err);
+    json_t *names = render_run_resolve_blocks(r->render, r->found, err, sizeof err);
 
     if (names == NULL) {
         run_crash(w, r, "Failed to submit flow run to infrastructure: %s", err);
@@ -670,7 +671,7 @@ run_prepared(struct worker *w, struct run *r)
     struct render_context ctx = {0};
     char err[1024];
 
-    if (render_resolve_variables(r->config, r->found, err, sizeof err) == -1) {
+    if (render_run_resolve_variables(r->render, r->found, err, sizeof err) == -1) {
         run_crash(w, r, "Failed to submit flow run to infrastructure: %s", err);
         return;
     }
@@ -682,8 +683,16 @@ run_prepared(struct worker *w, struct run *r)
     ctx.worker_name = w->name;
     ctx.prefect_version = w->prefect_version;
     ctx.settings_env = w->settings_env;
-    if (render_prepare(r->config, &ctx, err, sizeof err) == -1) {
+    r->config = render_run_text(r->render, &ctx, &r->config_len, err, sizeof err);
+    render_run_free(r->render);
+    r->render = NULL;
+    if (r->config == NULL) {
         run_crash(w, r, "Failed to submit flow run to infrastructure: %s", err);
+        return;
+    }
+    if (r->config_len > DROVER_MAX_CONFIG) {
+        run_crash(w, r, "Failed to submit flow run to infrastructure: the job configuration is %zu bytes, above the limit of %u bytes",
+                  r->config_len, DROVER_MAX_CONFIG);
         return;
     }
     run_submit(w, r);
@@ -751,7 +760,6 @@ run_dispatch(struct worker *w, struct run *r)
 {
     struct drover_msg m = {0};
     struct peer *p;
-    char *text;
 
     if (r->executor_id)   /* already sent; a resend goes through runs_peer_back */
         return;
@@ -763,26 +771,11 @@ run_dispatch(struct worker *w, struct run *r)
         }
         return;
     }
-    if ((text = json_dumps(r->config, JSON_COMPACT)) == NULL) {
-        run_crash(w, r, "Failed to submit flow run to infrastructure: cannot encode the job configuration");
-        return;
-    }
-    if (strlen(text) > DROVER_MAX_CONFIG) {
-        size_t n = strlen(text);
-
-        free(text);
-        run_crash(w, r, "Failed to submit flow run to infrastructure: the job configuration is %zu bytes, above the limit of %u bytes",
-                  n, DROVER_MAX_CONFIG);
-        return;
-    }
     m.type = DROVER_MSG_JOB;
     util_strlcpy(m.u.job.flow_run_id, r->id, sizeof m.u.job.flow_run_id);
-    m.u.job.config = text;
-    if (peers_send(w, p, &m) == -1) {
-        free(text);
+    m.u.job.config = r->config;
+    if (peers_send(w, p, &m) == -1)
         return;   /* stays waiting; the next pass retries */
-    }
-    free(text);
     r->executor_id = strdup(p->executor_id);
     r->lost_at_ms = 0;
     p->assigned++;
@@ -828,7 +821,7 @@ run_mark_started(struct worker *w, struct run *r, const char *identifier)
     free(r->identifier);
     r->identifier = strdup(identifier);
     run_enter(w, r, RUN_STARTED);
-    json_decref(r->config);   /* no longer needed: a restart re-adopts by inventory */
+    free(r->config);   /* no longer needed: a restart re-adopts by inventory */
     r->config = NULL;
     runs_log(w, r->id, 20, "Infrastructure started: %s", identifier);
     snprintf(path, sizeof path, "/flow_runs/%s", r->id);

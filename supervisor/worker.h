@@ -27,6 +27,8 @@
 #define WORKER_MAX_PEERS    4096
 #define WORKER_MAX_LOCAL    8
 
+struct render_run;
+
 struct worker_config {
     const char *pool;
     const char *type;             /* NULL: the pool's type, else "process" */
@@ -97,7 +99,9 @@ struct run {
     json_t         *flow_run;     /* as polled */
     json_t         *deployment;
     json_t         *flow;
-    json_t         *config;       /* rendered job configuration */
+    struct render_run *render;    /* the configuration while it is rendered */
+    char           *config;       /* rendered job configuration, JSON text */
+    size_t          config_len;
     json_t         *found;        /* block data or variable values read, by key */
     int             waiting;      /* API replies outstanding in this state */
     int             refs;         /* callbacks holding this run */

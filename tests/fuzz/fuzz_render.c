@@ -79,6 +79,50 @@ static void check_resolve_collect(const json_t *config, const json_t *blocks)
     json_decref(fused);
 }
 
+/* render_run against the jansson steps and json_dumps: the same text or
+ * the same error, with and without the prepare step. */
+static void check_run(const json_t *tmpl, const json_t *merged, const json_t *vars,
+                      const struct render_context *ctx)
+{
+    char err_trees[512] = "", err_run[512] = "";
+    struct render_template *compiled = render_template_compile(tmpl, err_trees, sizeof(err_trees));
+    const json_t *blocks = json_object_get(vars, "__blocks");
+    const json_t *values = json_object_get(vars, "__variables");
+    json_t *config, *list_trees = NULL, *names_trees = NULL, *list_run = NULL, *names_run = NULL;
+    char *text_trees = NULL, *text_run = NULL;
+    struct render_run *rr;
+
+    if (!compiled)
+        return;
+    config = render_template_apply(compiled, merged, fixed_env, NULL, &list_trees, err_trees,
+                                   sizeof(err_trees));
+    if (config)
+        names_trees = render_resolve_blocks_collect(config, blocks, err_trees, sizeof(err_trees));
+    if (names_trees && render_resolve_variables(config, values, err_trees, sizeof(err_trees)) == 0 &&
+        (!ctx || render_prepare(config, ctx, err_trees, sizeof(err_trees)) == 0))
+        text_trees = json_dumps(config, JSON_COMPACT);
+    rr = render_run_new(compiled, merged, fixed_env, NULL, &list_run, err_run, sizeof(err_run));
+    if (rr)
+        names_run = render_run_resolve_blocks(rr, blocks, err_run, sizeof(err_run));
+    if (names_run && render_run_resolve_variables(rr, values, err_run, sizeof(err_run)) == 0)
+        text_run = render_run_text(rr, ctx, NULL, err_run, sizeof(err_run));
+    if (!text_trees != !text_run || (text_run && strcmp(text_trees, text_run) != 0) ||
+        (!text_run && strcmp(err_trees, err_run) != 0))
+        abort();
+    if ((list_trees && !json_equal(list_trees, list_run)) ||
+        (names_trees && names_run && !json_equal(names_trees, names_run)))
+        abort();
+    render_run_free(rr);
+    free(text_trees);
+    free(text_run);
+    json_decref(config);
+    json_decref(list_trees);
+    json_decref(names_trees);
+    json_decref(list_run);
+    json_decref(names_run);
+    render_template_free(&compiled);
+}
+
 static void run(const json_t *tmpl, const json_t *vars)
 {
     char err[512];
@@ -96,6 +140,19 @@ static void run(const json_t *tmpl, const json_t *vars)
 
     config = render_apply(tmpl, merged, fixed_env, NULL, err, sizeof(err));
     check_compiled(tmpl, merged, config);
+    run_json = json_pack("{ssssss}", "id", "6f1b0c1e-5a49-4f7e-9a39-3c1d1d4d1a01", "name", "r",
+                         "flow_id", "7b2c6d3e-1f0a-4b6c-8d9e-0a1b2c3d4e5f");
+    if (run_json) {
+        json_t *settings = json_pack("{ssss}", "PREFECT_API_URL", "http://127.0.0.1:4200/api",
+                                     "A", "settings");
+        struct render_context ctx = {.flow_run = run_json, .worker_name = "w",
+                                     .environ_lookup = fixed_env, .settings_env = settings};
+
+        check_run(tmpl, merged, vars, NULL);
+        check_run(tmpl, merged, vars, &ctx);
+        json_decref(settings);
+        json_decref(run_json);
+    }
     json_decref(merged);
     if (!config)
         return;

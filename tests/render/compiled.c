@@ -7,7 +7,10 @@
  *     several sets of job variables in a row;
  *   - the block list it returns equals render_collect_blocks on its result;
  *   - render_resolve_blocks_collect leaves what render_resolve_blocks
- *     leaves and returns what render_collect_variables then lists.
+ *     leaves and returns what render_collect_variables then lists;
+ *   - render_run gives the text json_dumps gives for the configuration of
+ *     the jansson steps (with and without the prepare step), the same
+ *     block and variable lists, and the same errors.
  *
  * All of it runs with render_pool_install's allocator (except in
  * AddressSanitizer builds, where it installs nothing), after a check that
@@ -134,6 +137,119 @@ static void check_resolve(const char *name, const json_t *config, const json_t *
     json_decref(fused);
 }
 
+static int fast_runs;
+
+/* The jansson steps and their text; NULL with err when a step fails. */
+static char *trees_text(const struct render_template *tmpl, const json_t *vars,
+                        json_t *environ, const json_t *values,
+                        const struct render_context *ctx, json_t **blocks, json_t **names,
+                        char *err, size_t errlen)
+{
+    json_t *config = render_template_apply(tmpl, vars, environ ? environ_lookup : NULL, environ,
+                                           blocks, err, errlen);
+    char *text = NULL;
+
+    if (!config)
+        return NULL;
+    *names = render_resolve_blocks_collect(config, json_object_get(values, "blocks"), err,
+                                           errlen);
+    if (*names &&
+        render_resolve_variables(config, json_object_get(values, "variables"), err, errlen) == 0 &&
+        (!ctx || render_prepare(config, ctx, err, errlen) == 0))
+        text = json_dumps(config, JSON_COMPACT);
+    json_decref(config);
+    return text;
+}
+
+/* render_run's text, lists and errors against the jansson steps'. */
+static void check_run(const char *name, const struct render_template *tmpl, const json_t *vars,
+                      json_t *environ, const json_t *values, const struct render_context *ctx)
+{
+    char err_trees[1024] = "";
+    char err_run[1024] = "";
+    json_t *blocks_trees = NULL, *names_trees = NULL;
+    json_t *blocks_run = NULL, *names_run = NULL;
+    char *text_trees = trees_text(tmpl, vars, environ, values, ctx, &blocks_trees, &names_trees,
+                                  err_trees, sizeof(err_trees));
+    char *text_run = NULL;
+    size_t len = 0;
+    struct render_run *rr = render_run_new(tmpl, vars, environ ? environ_lookup : NULL, environ,
+                                           &blocks_run, err_run, sizeof(err_run));
+
+    if (rr && !(names_run = render_run_resolve_blocks(rr, json_object_get(values, "blocks"),
+                                                      err_run, sizeof(err_run)))) {
+    } else if (rr && render_run_resolve_variables(rr, json_object_get(values, "variables"),
+                                                  err_run, sizeof(err_run)) == 0) {
+        text_run = render_run_text(rr, ctx, &len, err_run, sizeof(err_run));
+    }
+    if (!text_trees != !text_run) {
+        fprintf(stderr, "  jansson steps: %s\n  render_run: %s\n",
+                text_trees ? "rendered" : err_trees, text_run ? "rendered" : err_run);
+        fail(name, "render_run and the jansson steps disagree on failing");
+    } else if (!text_trees && strcmp(err_trees, err_run) != 0) {
+        fprintf(stderr, "  jansson steps: %s\n  render_run: %s\n", err_trees, err_run);
+        fail(name, "render_run and the jansson steps give different errors");
+    } else if (text_trees && (strcmp(text_trees, text_run) != 0 || len != strlen(text_run))) {
+        fprintf(stderr, "  jansson steps: %s\n  render_run:    %s\n", text_trees, text_run);
+        fail(name, "render_run and the jansson steps give different text");
+    }
+    if (blocks_trees && !json_equal(blocks_trees, blocks_run))
+        fail(name, "render_run lists other blocks");
+    if (names_trees && names_run && !json_equal(names_trees, names_run))
+        fail(name, "render_run lists other variables");
+    if (rr && text_run && render_run_is_fast(rr))
+        fast_runs++;
+    render_run_free(rr);
+    free(text_trees);
+    free(text_run);
+    json_decref(blocks_trees);
+    json_decref(names_trees);
+    json_decref(blocks_run);
+    json_decref(names_run);
+}
+
+/* check_run without the prepare step, with the case's flow run (or a
+ * made-up one), and with settings that clash with the rendered env. */
+static void check_runs(const char *name, const char *dir, const struct render_template *tmpl,
+                       const json_t *vars, json_t *environ, const json_t *values)
+{
+    json_t *flow_run = load_input(dir, "flow-run");
+    json_t *flow = load_input(dir, "flow");
+    json_t *deployment = load_input(dir, "deployment");
+    json_t *pool = load_input(dir, "work-pool");
+    json_t *settings = json_pack("{sssnss}", "PREFECT_API_URL", "http://127.0.0.1:4200/api",
+                                 "PREFECT_API_KEY", "PREFECT__FLOW_RUN_ID", "settings");
+    struct render_context ctx = {
+        .flow_run = flow_run,
+        .flow = flow,
+        .deployment = deployment,
+        .work_pool_name = json_string_value(json_object_get(pool, "name")),
+        .work_pool_id = json_string_value(json_object_get(pool, "id")),
+        .worker_name = "worker-1",
+        .environ_lookup = environ ? environ_lookup : NULL,
+        .environ_arg = environ,
+    };
+
+    if (!flow_run)
+        ctx.flow_run = flow_run = json_pack("{ssssssss}", "id",
+                                            "6f1b0c1e-5a49-4f7e-9a39-3c1d1d4d1a01", "name",
+                                            "crimson-owl", "flow_id",
+                                            "7b2c6d3e-1f0a-4b6c-8d9e-0a1b2c3d4e5f",
+                                            "deployment_id",
+                                            "{0B1D2C3E-4F5A-4B6C-8D7E-9F0A1B2C3D4E}");
+    check_run(name, tmpl, vars, environ, values, NULL);
+    check_run(name, tmpl, vars, environ, values, &ctx);
+    ctx.settings_env = settings;
+    ctx.worker_id = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
+    ctx.prefect_version = "3.9.1";
+    check_run(name, tmpl, vars, environ, values, &ctx);
+    json_decref(flow_run);
+    json_decref(flow);
+    json_decref(deployment);
+    json_decref(pool);
+    json_decref(settings);
+}
+
 static void check_case(const char *cases, const char *name)
 {
     char dir[4096];
@@ -175,6 +291,7 @@ static void check_case(const char *cases, const char *name)
 
             if (config && i == 2)
                 check_resolve(name, config, values);
+            check_runs(name, dir, tmpl, sets[i], environ, values);
             json_decref(config);
             json_decref(blocks);
         }
@@ -235,6 +352,12 @@ int main(int argc, char **argv)
         cases++;
     }
     closedir(d);
-    printf("%d cases, %d failures\n", cases, failures);
+    printf("%d cases, %d renders by render_run without jansson trees, %d failures\n", cases,
+           fast_runs, failures);
+    if (fast_runs < cases) {
+        fprintf(stderr, "FAIL: render_run rendered fewer cases than expected without jansson "
+                        "trees\n");
+        failures++;
+    }
     return failures ? 1 : 0;
 }

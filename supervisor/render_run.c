@@ -1,0 +1,1213 @@
+/*
+ * One flow run's render, from the compiled template to the JSON text sent
+ * to an executor, without building the configuration as jansson objects.
+ *
+ * The configuration is kept as a tree of small nodes allocated from one
+ * arena per run: objects are arrays of members in order, values inserted
+ * from job variables and literal parts of the template are borrowed jansson
+ * values, and literal parts without any '{' carry their JSON text made when
+ * the template was compiled.  Only values that may hold a block or variable
+ * reference (strings with '{' and containers from job variables) pass
+ * through the jansson resolve functions, one value at a time.  Freeing the
+ * run frees the arena at once.
+ *
+ * Every step gives what the jansson steps give (render_template_apply,
+ * render_resolve_blocks_collect, render_resolve_variables, render_prepare,
+ * then json_dumps with JSON_COMPACT): the same text and the same lists.
+ * Shapes this file does not build (a "$ref" key in the template, env
+ * placeholders, containers rendered into the env, nesting beyond
+ * RENDER_RUN_MAX_DEPTH) and every error hand the run to the jansson steps,
+ * which render it again from its inputs and report the error in their own
+ * words.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "render.h"
+#include "render_compiled.h"
+
+enum rv_kind {
+    RV_JSON,   /* a jansson value, borrowed or held in the run's owned list */
+    RV_TEXT,   /* a string in the arena, valid UTF-8 */
+    RV_OBJECT, /* members in order */
+    RV_ARRAY
+};
+
+struct rv {
+    enum rv_kind kind;
+    size_t n; /* RV_TEXT: bytes; RV_OBJECT, RV_ARRAY: members or items */
+    union {
+        const json_t *json;
+        const char *text;
+        struct rmember *members;
+        struct rv *items;
+    } u;
+    const char *raw; /* RV_JSON: its JSON text, when the template gave it */
+    size_t raw_len;
+};
+
+struct rmember {
+    const char *key;
+    size_t key_len;
+    struct rv value;
+};
+
+/* A value that may hold a block or variable reference, and its depth in
+ * the configuration (as the jansson resolve walks count it). */
+struct pending {
+    struct rv *value;
+    int depth;
+};
+
+struct run_block {
+    struct run_block *next;
+    size_t used, cap;
+    max_align_t data[];
+};
+
+#define RUN_FIRST_BLOCK 16384
+
+struct render_run {
+    const struct render_template *tmpl;
+    json_t *job_vars;
+    render_getenv_fn environ_lookup;
+    void *environ_arg;
+    json_t *blocks;    /* what render_run_resolve_blocks was given */
+    json_t *variables; /* what render_run_resolve_variables was given */
+    int stage;         /* steps done: 1 applied, 2 blocks, 3 variables */
+    int fast;          /* the arena tree is in use; else config is */
+    json_t *config;    /* the jansson steps' configuration */
+
+    json_t *vars;      /* the job variables with dotted keys expanded */
+    struct rv root;
+    struct pending *pending;
+    size_t npending, pending_cap;
+    json_t **owned;    /* references released with the run */
+    size_t nowned, owned_cap;
+    struct run_block *arena;
+    struct run_block *first; /* allocated with the run */
+};
+
+/* Hands the run to the jansson steps. */
+#define DECLINE (-2)
+
+static void *run_alloc(struct render_run *rr, size_t size)
+{
+    struct run_block *block = rr->arena;
+    size_t align = sizeof(max_align_t);
+    void *out;
+
+    size = (size + align - 1) / align * align;
+    if (block->cap - block->used < size) {
+        size_t cap = size > 8192 ? size : 8192;
+
+        block = malloc(sizeof(*block) + cap);
+        if (!block)
+            return NULL;
+        block->next = rr->arena;
+        block->used = 0;
+        block->cap = cap;
+        rr->arena = block;
+    }
+    out = (char *)block->data + block->used;
+    block->used += size;
+    return out;
+}
+
+/* Keeps a reference until the run is freed. */
+static int own(struct render_run *rr, json_t *value)
+{
+    if (rr->nowned == rr->owned_cap) {
+        size_t cap = rr->owned_cap ? rr->owned_cap * 2 : 16;
+        json_t **grown = run_alloc(rr, cap * sizeof(*grown));
+
+        if (!grown) {
+            json_decref(value);
+            return -1;
+        }
+        if (rr->nowned)
+            memcpy(grown, rr->owned, rr->nowned * sizeof(*grown));
+        rr->owned = grown;
+        rr->owned_cap = cap;
+    }
+    rr->owned[rr->nowned++] = value;
+    return 0;
+}
+
+static int add_pending(struct render_run *rr, struct rv *value, int depth)
+{
+    if (rr->npending == rr->pending_cap) {
+        size_t cap = rr->pending_cap ? rr->pending_cap * 2 : 16;
+        struct pending *grown = run_alloc(rr, cap * sizeof(*grown));
+
+        if (!grown)
+            return -1;
+        if (rr->npending)
+            memcpy(grown, rr->pending, rr->npending * sizeof(*grown));
+        rr->pending = grown;
+        rr->pending_cap = cap;
+    }
+    rr->pending[rr->npending].value = value;
+    rr->pending[rr->npending].depth = depth;
+    rr->npending++;
+    return 0;
+}
+
+/* ---- JSON text, as json_dumps(JSON_COMPACT) writes it ---- */
+
+/* Bytes that json_dumps escapes: '"', '\\' and control characters. */
+static const unsigned char needs_escape[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+};
+
+static void string_append(struct render_buf *buf, const char *text, size_t len)
+{
+    size_t start = 0;
+
+    render_buf_append(buf, "\"", 1);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        char seq[8];
+        const char *esc;
+
+        if (!needs_escape[c])
+            continue;
+        render_buf_append(buf, text + start, i - start);
+        start = i + 1;
+        switch (c) {
+        case '"': esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        case '\b': esc = "\\b"; break;
+        case '\f': esc = "\\f"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        default:
+            snprintf(seq, sizeof(seq), "\\u%04X", (unsigned)c);
+            esc = seq;
+            break;
+        }
+        render_buf_append(buf, esc, strlen(esc));
+    }
+    render_buf_append(buf, text + start, len - start);
+    render_buf_append(buf, "\"", 1);
+}
+
+void render_json_append(struct render_buf *buf, const json_t *value)
+{
+    switch (json_typeof(value)) {
+    case JSON_OBJECT: {
+        const char *key;
+        json_t *item;
+        void *iter;
+        int first = 1;
+
+        render_buf_append(buf, "{", 1);
+        RENDER_OBJECT_FOREACH((json_t *)value, iter, key, item) {
+            if (!first)
+                render_buf_append(buf, ",", 1);
+            first = 0;
+            string_append(buf, key, json_object_iter_key_len(iter));
+            render_buf_append(buf, ":", 1);
+            render_json_append(buf, item);
+        }
+        render_buf_append(buf, "}", 1);
+        return;
+    }
+    case JSON_ARRAY:
+        render_buf_append(buf, "[", 1);
+        for (size_t i = 0; i < json_array_size(value); i++) {
+            if (i)
+                render_buf_append(buf, ",", 1);
+            render_json_append(buf, json_array_get(value, i));
+        }
+        render_buf_append(buf, "]", 1);
+        return;
+    case JSON_STRING:
+        string_append(buf, json_string_value(value), json_string_length(value));
+        return;
+    case JSON_INTEGER:
+        render_int_append(buf, json_integer_value(value));
+        return;
+    case JSON_REAL: {
+        char text[128];
+        size_t len = json_dumpb(value, text, sizeof(text), JSON_COMPACT | JSON_ENCODE_ANY);
+
+        if (len == 0 || len > sizeof(text))
+            buf->failed = 1;
+        else
+            render_buf_append(buf, text, len);
+        return;
+    }
+    case JSON_TRUE:
+        render_buf_append(buf, "true", 4);
+        return;
+    case JSON_FALSE:
+        render_buf_append(buf, "false", 5);
+        return;
+    case JSON_NULL:
+        render_buf_append(buf, "null", 4);
+        return;
+    }
+}
+
+static void rv_append(struct render_buf *buf, const struct rv *value)
+{
+    switch (value->kind) {
+    case RV_JSON:
+        if (value->raw)
+            render_buf_append(buf, value->raw, value->raw_len);
+        else
+            render_json_append(buf, value->u.json);
+        return;
+    case RV_TEXT:
+        string_append(buf, value->u.text, value->n);
+        return;
+    case RV_OBJECT:
+        render_buf_append(buf, "{", 1);
+        for (size_t i = 0; i < value->n; i++) {
+            const struct rmember *m = &value->u.members[i];
+
+            if (i)
+                render_buf_append(buf, ",", 1);
+            string_append(buf, m->key, m->key_len);
+            render_buf_append(buf, ":", 1);
+            rv_append(buf, &m->value);
+        }
+        render_buf_append(buf, "}", 1);
+        return;
+    case RV_ARRAY:
+        render_buf_append(buf, "[", 1);
+        for (size_t i = 0; i < value->n; i++) {
+            if (i)
+                render_buf_append(buf, ",", 1);
+            rv_append(buf, &value->u.items[i]);
+        }
+        render_buf_append(buf, "]", 1);
+        return;
+    }
+}
+
+/* ---- applying the compiled template ---- */
+
+struct fast_apply {
+    struct render_run *rr;
+    json_t **slots;
+    char *err;
+    size_t errlen;
+};
+
+static void set_json(struct rv *out, const json_t *value)
+{
+    out->kind = RV_JSON;
+    out->u.json = value;
+    out->raw = NULL;
+    out->n = 0;
+}
+
+/* A jansson value at depth in the template: pending when it may hold a
+ * reference.  Returns 0 or -1. */
+static int put_json(struct render_run *rr, struct rv *out, const json_t *value, int depth)
+{
+    set_json(out, value);
+    return render_is_plain(value) ? 0 : add_pending(rr, out, depth + 1);
+}
+
+static int fast_node(struct fast_apply *fa, const struct node *node, int depth, struct rv *out);
+
+static int fast_inline(struct fast_apply *fa, const struct node *node, int depth, struct rv *out)
+{
+    struct render_buf buf;
+    char *text;
+
+    buf.data = NULL;
+    buf.len = buf.cap = 0;
+    buf.failed = 0;
+    for (size_t i = 0; i < node->n; i++) {
+        const struct piece *piece = &node->u.pieces[i];
+
+        if (piece->kind == PIECE_TEXT) {
+            render_buf_append(&buf, piece->text, piece->len);
+        } else {
+            int owned;
+            json_t *value = render_tmpl_lookup(fa->slots, &piece->path, &owned);
+
+            if (value)
+                render_pytext_append(&buf, value, 1);
+            if (owned)
+                json_decref(value);
+        }
+    }
+    if (buf.failed || (text = run_alloc(fa->rr, buf.len + 1)) == NULL) {
+        render_buf_free(&buf);
+        return DECLINE;
+    }
+    if (buf.len)
+        memcpy(text, buf.data, buf.len);
+    text[buf.len] = '\0';
+    out->kind = RV_TEXT;
+    out->u.text = text;
+    out->n = buf.len;
+    render_buf_free(&buf);
+    out->raw = NULL;
+    if (out->n >= 5 && memchr(text, '{', out->n)) {
+        /* The resolve steps take jansson values. */
+        json_t *string = json_stringn_nocheck(text, out->n);
+
+        if (!string || own(fa->rr, string) < 0)
+            return DECLINE;
+        return put_json(fa->rr, out, string, depth);
+    }
+    return 0;
+}
+
+/* Renders node at depth into *out; returns 0, 1 when a whole-string
+ * placeholder is unset (no value), or DECLINE. */
+static int fast_node(struct fast_apply *fa, const struct node *node, int depth, struct rv *out)
+{
+    struct render_run *rr = fa->rr;
+    json_t *value;
+    int owned;
+
+    switch (node->kind) {
+    case NODE_LITERAL:
+        if (node->raw) {
+            set_json(out, node->value);
+            out->raw = node->raw;
+            out->raw_len = node->raw_len;
+            return 0;
+        }
+        return put_json(rr, out, node->value, depth) < 0 ? DECLINE : 0;
+    case NODE_WHOLE:
+        value = render_tmpl_lookup(fa->slots, &node->u.path, &owned);
+        if (!value)
+            return 1;
+        if (owned && own(rr, value) < 0)
+            return DECLINE;
+        return put_json(rr, out, value, depth) < 0 ? DECLINE : 0;
+    case NODE_INLINE:
+        return fast_inline(fa, node, depth, out);
+    case NODE_OBJECT:
+        out->kind = RV_OBJECT;
+        out->raw = NULL;
+        out->n = 0;
+        out->u.members = run_alloc(rr, node->n * sizeof(struct rmember));
+        if (!out->u.members)
+            return DECLINE;
+        for (size_t i = 0; i < node->n; i++) {
+            const struct node *child = &node->u.children[i];
+            struct rmember *m = &out->u.members[out->n];
+            int rc = fast_node(fa, child, depth + 1, &m->value);
+
+            if (rc < 0)
+                return rc;
+            if (rc == 0) {
+                m->key = child->key;
+                m->key_len = child->key_len;
+                out->n++;
+            }
+        }
+        return 0;
+    case NODE_ARRAY:
+        out->kind = RV_ARRAY;
+        out->raw = NULL;
+        out->n = 0;
+        out->u.items = run_alloc(rr, node->n * sizeof(struct rv));
+        if (!out->u.items)
+            return DECLINE;
+        for (size_t i = 0; i < node->n; i++) {
+            int rc = fast_node(fa, &node->u.children[i], depth + 1, &out->u.items[out->n]);
+
+            if (rc < 0)
+                return rc;
+            if (rc == 0)
+                out->n++;
+        }
+        return 0;
+    }
+    return DECLINE;
+}
+
+/* A template value outside the compiled tree (a default env, job
+ * variables' env entries), rendered by the jansson code at depth. */
+static int fast_uncompiled(struct fast_apply *fa, const json_t *value, int depth, struct rv *out)
+{
+    struct render_run *rr = fa->rr;
+    json_t *rendered;
+
+    if (render_apply_item(value, rr->vars, rr->tmpl->properties, rr->environ_lookup,
+                          rr->environ_arg, depth, &rendered, fa->err, fa->errlen) < 0)
+        return DECLINE;
+    if (!rendered)
+        return 1;
+    if (own(rr, rendered) < 0)
+        return DECLINE;
+    return put_json(rr, out, rendered, depth) < 0 ? DECLINE : 0;
+}
+
+/* The union of the env layers, as apply_env_union renders it. */
+static int fast_env_union(struct fast_apply *fa, const struct node *compiled,
+                          const struct render_env_layers *env, struct rv *out)
+{
+    struct render_run *rr = fa->rr;
+    const json_t *small[64];
+    const json_t **overrides = NULL;
+    size_t cap = 0;
+
+    for (size_t i = 0; i < env->n; i++) {
+        if (json_object_getn(env->layer[i], "$ref", 4))
+            return DECLINE;
+        cap += json_object_size(env->layer[i]);
+    }
+    if (compiled) {
+        size_t n = json_object_size(env->layer[0]);
+
+        overrides = n <= sizeof(small) / sizeof(small[0]) ? small
+                                                          : run_alloc(rr, n * sizeof(*overrides));
+        if (!overrides)
+            return DECLINE;
+        memset(overrides, 0, n * sizeof(*overrides));
+        for (size_t j = 1; j < env->n; j++) {
+            const char *key;
+            json_t *value;
+            void *iter;
+
+            RENDER_OBJECT_FOREACH((json_t *)env->layer[j], iter, key, value) {
+                json_t *position = json_object_getn(rr->tmpl->env_index, key,
+                                                    json_object_iter_key_len(iter));
+
+                if (position)
+                    overrides[json_integer_value(position)] = value;
+            }
+        }
+    }
+    out->kind = RV_OBJECT;
+    out->raw = NULL;
+    out->n = 0;
+    out->u.members = run_alloc(rr, (cap ? cap : 1) * sizeof(struct rmember));
+    if (!out->u.members)
+        return DECLINE;
+    for (size_t i = 0; i < env->n; i++) {
+        const char *key;
+        json_t *item;
+        void *iter;
+        size_t k = 0;
+
+        RENDER_OBJECT_FOREACH((json_t *)env->layer[i], iter, key, item) {
+            size_t key_len = json_object_iter_key_len(iter);
+            struct rmember *m = &out->u.members[out->n];
+            const json_t *later;
+            int rc;
+
+            if (i > 0 && render_tmpl_seen_before(env->layer, i, key, key_len))
+                continue;
+            if (i == 0 && overrides)
+                later = overrides[k];
+            else
+                later = render_tmpl_later_value(env->layer + i + 1, env->n - i - 1, key,
+                                                key_len);
+            if (later)
+                rc = fast_uncompiled(fa, later, 1, &m->value);
+            else if (i == 0 && compiled && compiled->kind == NODE_OBJECT)
+                rc = fast_node(fa, &compiled->u.children[k], 1, &m->value);
+            else if (i == 0 && compiled)
+                rc = put_json(rr, &m->value, item, 1) < 0 ? DECLINE : 0;
+            else
+                rc = fast_uncompiled(fa, item, 1, &m->value);
+            k++;
+            if (rc < 0)
+                return rc;
+            if (rc == 0) {
+                m->key = key;
+                m->key_len = key_len;
+                out->n++;
+            }
+        }
+    }
+    return 0;
+}
+
+static int fast_env(struct fast_apply *fa, const struct render_env_layers *env, struct rv *out)
+{
+    const struct node *field = fa->rr->tmpl->env_field;
+    const struct node *compiled = NULL;
+
+    if (field && env->layer[0] == field->value && json_is_object(field->value))
+        compiled = field;
+    if (env->n == 1 && field && env->layer[0] == field->value)
+        return fast_node(fa, field, 0, out);
+    if (env->n == 1)
+        return fast_uncompiled(fa, env->layer[0], 0, out);
+    return fast_env_union(fa, compiled, env, out);
+}
+
+static int fast_apply(struct render_run *rr, json_t **blocks, char *err, size_t errlen)
+{
+    const struct render_template *tmpl = rr->tmpl;
+    struct fast_apply fa = {.rr = rr, .err = err, .errlen = errlen};
+    json_t *small_slots[64];
+    struct render_env_layers env;
+    const json_t *vars_env;
+    json_t *list = NULL;
+    json_t *seen = NULL;
+    int rc = DECLINE;
+
+    if (!tmpl->fast || (rr->job_vars && !json_is_null(rr->job_vars) &&
+                        !json_is_object(rr->job_vars)))
+        return DECLINE;
+    rr->vars = render_expand_dotted(rr->job_vars, err, errlen);
+    if (!rr->vars)
+        return DECLINE;
+    if (render_tmpl_fill_slots(tmpl, rr->vars, small_slots,
+                               sizeof(small_slots) / sizeof(small_slots[0]), &fa.slots) < 0)
+        return DECLINE;
+    vars_env = json_object_getn(rr->vars, "env", 3);
+    if (!vars_env)
+        vars_env = tmpl->default_env;
+    if (render_effective_env(json_object_getn(tmpl->job_config, "env", 3), tmpl->default_env,
+                             vars_env, &env, err, errlen) < 0)
+        goto done;
+
+    rr->root.kind = RV_OBJECT;
+    rr->root.n = 0;
+    rr->root.u.members = run_alloc(rr, (tmpl->nfields + 1) * sizeof(struct rmember));
+    if (!rr->root.u.members)
+        goto done;
+    for (size_t i = 0; i < tmpl->nfields; i++) {
+        const struct node *field = &tmpl->fields[i];
+        struct rmember *m = &rr->root.u.members[rr->root.n];
+        int set;
+
+        if (field == tmpl->env_field)
+            set = env.n ? fast_env(&fa, &env, &m->value) : 1;
+        else
+            set = fast_node(&fa, field, 0, &m->value);
+        if (set < 0)
+            goto done;
+        if (set == 0) {
+            m->key = field->key;
+            m->key_len = field->key_len;
+            rr->root.n++;
+        }
+    }
+    if (env.n && !tmpl->env_field) {
+        struct rmember *m = &rr->root.u.members[rr->root.n];
+        int set = fast_env(&fa, &env, &m->value);
+
+        if (set < 0)
+            goto done;
+        if (set == 0) {
+            m->key = "env";
+            m->key_len = 3;
+            rr->root.n++;
+        }
+    }
+    if (blocks) {
+        list = json_array();
+        seen = json_object();
+        if (!list || !seen)
+            goto done;
+        for (size_t i = 0; i < rr->npending; i++)
+            if (render_collect_blocks_into(rr->pending[i].value->u.json, list, seen,
+                                           rr->pending[i].depth) < 0)
+                goto done;
+        *blocks = list;
+        list = NULL;
+    }
+    rc = 0;
+
+done:
+    json_decref(list);
+    json_decref(seen);
+    if (fa.slots != small_slots)
+        free(fa.slots);
+    return rc;
+}
+
+/* ---- the jansson steps, for what the tree does not build ---- */
+
+static const char *default_getenv(const char *name, void *arg)
+{
+    (void)arg;
+    return getenv(name);
+}
+
+/* Renders the run again with the jansson steps up to rr->stage.  Returns
+ * 0, or -1 with err (the error those steps report). */
+static int go_slow(struct render_run *rr, json_t **blocks, json_t **names, char *err,
+                   size_t errlen)
+{
+    json_t *list = NULL;
+
+    rr->fast = 0;
+    if (!rr->config) {
+        rr->config = render_template_apply(rr->tmpl, rr->job_vars, rr->environ_lookup,
+                                           rr->environ_arg, blocks, err, errlen);
+        if (!rr->config)
+            return -1;
+    }
+    if (rr->stage >= 2) {
+        list = render_resolve_blocks_collect(rr->config, rr->blocks, err, errlen);
+        if (!list)
+            return -1;
+        if (names)
+            *names = list;
+        else
+            json_decref(list);
+    }
+    if (rr->stage >= 3 &&
+        render_resolve_variables(rr->config, rr->variables, err, errlen) < 0)
+        return -1;
+    return 0;
+}
+
+struct render_run *render_run_new(const struct render_template *tmpl, const json_t *job_vars,
+                                  render_getenv_fn environ_lookup, void *environ_arg,
+                                  json_t **blocks, char *err, size_t errlen)
+{
+    size_t head = (sizeof(struct render_run) + sizeof(max_align_t) - 1) / sizeof(max_align_t) *
+                  sizeof(max_align_t);
+    struct render_run *rr = malloc(head + sizeof(struct run_block) + RUN_FIRST_BLOCK);
+
+    if (blocks)
+        *blocks = NULL;
+    if (!rr) {
+        render_errf(err, errlen, "out of memory");
+        return NULL;
+    }
+    memset(rr, 0, sizeof(*rr));
+    rr->first = (struct run_block *)((char *)rr + head);
+    rr->first->next = NULL;
+    rr->first->used = 0;
+    rr->first->cap = RUN_FIRST_BLOCK;
+    rr->arena = rr->first;
+    rr->tmpl = tmpl;
+    rr->job_vars = json_incref((json_t *)job_vars);
+    rr->environ_lookup = environ_lookup ? environ_lookup : default_getenv;
+    rr->environ_arg = environ_arg;
+    rr->stage = 1;
+    rr->fast = 1;
+    if (fast_apply(rr, blocks, err, errlen) < 0) {
+        if (blocks) {
+            json_decref(*blocks);
+            *blocks = NULL;
+        }
+        if (go_slow(rr, blocks, NULL, err, errlen) < 0) {
+            render_run_free(rr);
+            return NULL;
+        }
+    }
+    return rr;
+}
+
+/* ---- blocks and variables ---- */
+
+json_t *render_run_resolve_blocks(struct render_run *rr, const json_t *blocks, char *err,
+                                  size_t errlen)
+{
+    json_t *names = NULL;
+    json_t *seen = NULL;
+
+    if (rr->stage != 1) {
+        render_errf(err, errlen, "blocks are resolved once, after the template is applied");
+        return NULL;
+    }
+    rr->stage = 2;
+    rr->blocks = json_incref((json_t *)blocks);
+    if (rr->fast && (!blocks || json_is_object(blocks))) {
+        json_t *empty = NULL;
+        const json_t *data = blocks;
+        size_t i;
+
+        names = json_array();
+        seen = json_object();
+        if (!data)
+            data = empty = json_object();
+        for (i = 0; names && seen && data && i < rr->npending; i++) {
+            struct pending *p = &rr->pending[i];
+            json_t *copy = render_copy(p->value->u.json);
+            json_t *out = copy ? render_resolve_blocks_node(copy, p->depth, data, names, seen,
+                                                            err, errlen)
+                               : NULL;
+
+            json_decref(copy);
+            if (!out || own(rr, out) < 0)
+                break;
+            set_json(p->value, out);
+        }
+        json_decref(empty);
+        json_decref(seen);
+        if (names && i == rr->npending)
+            return names;
+        json_decref(names);
+        names = NULL;
+    }
+    if (go_slow(rr, NULL, &names, err, errlen) < 0)
+        return NULL;
+    return names;
+}
+
+int render_run_resolve_variables(struct render_run *rr, const json_t *vars, char *err,
+                                 size_t errlen)
+{
+    if (rr->stage != 2) {
+        render_errf(err, errlen, "variables are resolved once, after the blocks");
+        return -1;
+    }
+    rr->stage = 3;
+    rr->variables = json_incref((json_t *)vars);
+    if (rr->fast && (!vars || json_is_object(vars))) {
+        json_t *empty = NULL;
+        const json_t *values = vars;
+        size_t i;
+
+        if (!values)
+            values = empty = json_object();
+        for (i = 0; values && i < rr->npending; i++) {
+            struct pending *p = &rr->pending[i];
+            json_t *copy = render_copy(p->value->u.json);
+            json_t *out = copy ? render_resolve_variables_node(copy, p->depth, values, err,
+                                                               errlen)
+                               : NULL;
+
+            json_decref(copy);
+            if (!out || own(rr, out) < 0)
+                break;
+            set_json(p->value, out);
+        }
+        json_decref(empty);
+        if (i == rr->npending)
+            return 0;
+    }
+    return go_slow(rr, NULL, NULL, err, errlen);
+}
+
+/* ---- the prepare step ---- */
+
+/* An object under construction with dict semantics: setting a key that is
+ * there replaces its value in place. */
+struct rdict {
+    struct rmember *members;
+    size_t n, cap;
+};
+
+static int dict_set(struct render_run *rr, struct rdict *d, const char *key, size_t key_len,
+                    const struct rv *value)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        if (d->members[i].key_len == key_len && memcmp(d->members[i].key, key, key_len) == 0) {
+            d->members[i].value = *value;
+            return 0;
+        }
+    }
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 32;
+        struct rmember *grown = run_alloc(rr, cap * sizeof(*grown));
+
+        if (!grown)
+            return -1;
+        if (d->n)
+            memcpy(grown, d->members, d->n * sizeof(*grown));
+        d->members = grown;
+        d->cap = cap;
+    }
+    d->members[d->n].key = key;
+    d->members[d->n].key_len = key_len;
+    d->members[d->n].value = *value;
+    d->n++;
+    return 0;
+}
+
+static int dict_set_text(struct render_run *rr, struct rdict *d, const char *key,
+                         const char *text)
+{
+    size_t len = strlen(text);
+    char *copy = run_alloc(rr, len + 1);
+    struct rv value = {.kind = RV_TEXT, .n = len};
+
+    if (!copy)
+        return -1;
+    memcpy(copy, text, len + 1);
+    value.u.text = copy;
+    return dict_set(rr, d, key, strlen(key), &value);
+}
+
+static int dict_set_json(struct render_run *rr, struct rdict *d, const char *key,
+                         const json_t *json)
+{
+    struct rv value;
+
+    set_json(&value, json);
+    return dict_set(rr, d, key, strlen(key), &value);
+}
+
+/* The members of an object value; 0, or DECLINE when it is no object. */
+static int members_of(struct render_run *rr, const struct rv *value, struct rmember **members,
+                      size_t *n)
+{
+    const char *key;
+    json_t *item;
+    void *iter;
+    size_t i = 0;
+
+    if (value->kind == RV_OBJECT) {
+        *members = value->u.members;
+        *n = value->n;
+        return 0;
+    }
+    if (value->kind != RV_JSON || !json_is_object(value->u.json))
+        return DECLINE;
+    *n = json_object_size(value->u.json);
+    *members = run_alloc(rr, (*n ? *n : 1) * sizeof(**members));
+    if (!*members)
+        return DECLINE;
+    RENDER_OBJECT_FOREACH((json_t *)value->u.json, iter, key, item) {
+        (*members)[i].key = key;
+        (*members)[i].key_len = json_object_iter_key_len(iter);
+        set_json(&(*members)[i].value, item);
+        i++;
+    }
+    return 0;
+}
+
+static int is_null(const struct rv *value)
+{
+    return value->kind == RV_JSON && json_is_null(value->u.json);
+}
+
+/* A string (1), null (0) or something else (DECLINE). */
+static int string_or_null(const struct rv *value)
+{
+    if (value->kind == RV_TEXT || (value->kind == RV_JSON && json_is_string(value->u.json)))
+        return 1;
+    return is_null(value) ? 0 : DECLINE;
+}
+
+static size_t text_len(const struct rv *value)
+{
+    return value->kind == RV_TEXT ? value->n : json_string_length(value->u.json);
+}
+
+static int build_env(struct render_run *rr, const struct render_context *ctx,
+                     const char *run_id, const struct rv *config_env, struct rdict *env,
+                     char *err, size_t errlen)
+{
+    char uuid[37];
+    const json_t *value;
+    struct rmember *members = NULL;
+    size_t n = 0;
+    int has_null = 0;
+
+    if (config_env && members_of(rr, config_env, &members, &n) < 0)
+        return DECLINE;
+    if (ctx->settings_env && json_is_object(ctx->settings_env)) {
+        const char *key;
+        json_t *item;
+        void *iter;
+
+        RENDER_OBJECT_FOREACH((json_t *)ctx->settings_env, iter, key, item) {
+            struct rv v;
+
+            set_json(&v, item);
+            if (dict_set(rr, env, key, json_object_iter_key_len(iter), &v) < 0)
+                return DECLINE;
+            has_null |= json_is_null(item);
+        }
+    }
+    if (dict_set_text(rr, env, "PREFECT__FLOW_RUN_ID", run_id) < 0 ||
+        (ctx->worker_id && dict_set_text(rr, env, "PREFECT__WORKER_ID", ctx->worker_id) < 0) ||
+        (ctx->worker_name &&
+         dict_set_text(rr, env, "PREFECT__WORKER_NAME", ctx->worker_name) < 0))
+        return DECLINE;
+    if (render_prepare_uuid(ctx->flow_run, "flow run", "flow_id", 0, uuid, err, errlen) < 0)
+        return DECLINE;
+    if (uuid[0] && dict_set_text(rr, env, "PREFECT__FLOW_ID", uuid) < 0)
+        return DECLINE;
+    value = ctx->flow ? json_object_get(ctx->flow, "name") : NULL;
+    if (value && render_truthy(value) && dict_set_json(rr, env, "PREFECT__FLOW_NAME", value) < 0)
+        return DECLINE;
+    if (render_prepare_uuid(ctx->flow_run, "flow run", "deployment_id", 0, uuid, err, errlen) < 0)
+        return DECLINE;
+    if (uuid[0] && dict_set_text(rr, env, "PREFECT__DEPLOYMENT_ID", uuid) < 0)
+        return DECLINE;
+    value = ctx->deployment ? json_object_get(ctx->deployment, "name") : NULL;
+    if (value && render_truthy(value) &&
+        dict_set_json(rr, env, "PREFECT__DEPLOYMENT_NAME", value) < 0)
+        return DECLINE;
+    for (size_t i = 0; i < n; i++) {
+        const struct rv *item = &members[i].value;
+        struct rv text = *item;
+
+        /* str(v) for every non-null value. */
+        if (item->kind == RV_OBJECT || item->kind == RV_ARRAY)
+            return DECLINE;
+        if (item->kind == RV_JSON && !json_is_null(item->u.json) &&
+            !json_is_string(item->u.json)) {
+            struct render_buf buf;
+            char *copy;
+
+            buf.data = NULL;
+            buf.len = buf.cap = 0;
+            buf.failed = 0;
+            render_pytext_append(&buf, item->u.json, 1);
+            copy = buf.failed ? NULL : run_alloc(rr, buf.len + 1);
+            if (copy) {
+                memcpy(copy, buf.data ? buf.data : "", buf.len);
+                copy[buf.len] = '\0';
+            }
+            text.kind = RV_TEXT;
+            text.u.text = copy;
+            text.n = buf.len;
+            render_buf_free(&buf);
+            if (!copy)
+                return DECLINE;
+            text.raw = NULL;
+        }
+        text.raw = NULL;
+        if (dict_set(rr, env, members[i].key, members[i].key_len, &text) < 0)
+            return DECLINE;
+        has_null |= is_null(item);
+    }
+    if (has_null) {
+        size_t kept = 0;
+
+        for (size_t i = 0; i < env->n; i++)
+            if (!is_null(&env->members[i].value))
+                env->members[kept++] = env->members[i];
+        env->n = kept;
+    }
+    return 0;
+}
+
+static int build_labels(struct render_run *rr, const struct render_context *ctx,
+                        const char *run_id, const json_t *run_name,
+                        const struct rv *config_labels, struct rdict *labels, char *err,
+                        size_t errlen)
+{
+    struct rmember *members = NULL;
+    size_t n = 0;
+    char id[37];
+
+    if (config_labels) {
+        if (members_of(rr, config_labels, &members, &n) < 0)
+            return DECLINE;
+        for (size_t i = 0; i < n; i++)
+            if (string_or_null(&members[i].value) != 1)
+                return DECLINE;
+    }
+    if (dict_set_text(rr, labels, "prefect.io/flow-run-id", run_id) < 0 ||
+        dict_set_json(rr, labels, "prefect.io/flow-run-name", run_name) < 0 ||
+        dict_set_text(rr, labels, "prefect.io/version",
+                      ctx->prefect_version ? ctx->prefect_version : RENDER_PREFECT_VERSION) < 0 ||
+        (ctx->work_pool_name &&
+         dict_set_text(rr, labels, "prefect.io/work-pool-name", ctx->work_pool_name) < 0) ||
+        (ctx->work_pool_id &&
+         dict_set_text(rr, labels, "prefect.io/work-pool-id", ctx->work_pool_id) < 0) ||
+        (ctx->worker_name &&
+         dict_set_text(rr, labels, "prefect.io/worker-name", ctx->worker_name) < 0))
+        return DECLINE;
+    if (ctx->flow) {
+        json_t *name = json_object_get(ctx->flow, "name");
+
+        if (render_prepare_uuid(ctx->flow, "flow", "id", 1, id, err, errlen) < 0 ||
+            !json_is_string(name) || dict_set_text(rr, labels, "prefect.io/flow-id", id) < 0 ||
+            dict_set_json(rr, labels, "prefect.io/flow-name", name) < 0)
+            return DECLINE;
+    }
+    if (ctx->deployment) {
+        json_t *name = json_object_get(ctx->deployment, "name");
+        json_t *updated = json_object_get(ctx->deployment, "updated");
+
+        if (render_prepare_uuid(ctx->deployment, "deployment", "id", 1, id, err, errlen) < 0 ||
+            !json_is_string(name) ||
+            dict_set_text(rr, labels, "prefect.io/deployment-id", id) < 0 ||
+            dict_set_json(rr, labels, "prefect.io/deployment-name", name) < 0)
+            return DECLINE;
+        if (updated && !json_is_null(updated)) {
+            char text[64];
+
+            if (!json_is_string(updated) ||
+                render_prepare_updated(json_string_value(updated), text, sizeof(text)) < 0 ||
+                dict_set_text(rr, labels, "prefect.io/deployment-updated", text) < 0)
+                return DECLINE;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct rv value = members[i].value;
+
+        value.raw = NULL;
+        if (dict_set(rr, labels, members[i].key, members[i].key_len, &value) < 0)
+            return DECLINE;
+    }
+    return 0;
+}
+
+static int fast_prepare(struct render_run *rr, const struct render_context *ctx, char *err,
+                        size_t errlen)
+{
+    static const char *const base[] = {"command", "env", "labels", "name"};
+    struct rv *found[4] = {NULL};
+    size_t at[4] = {(size_t)-1, (size_t)-1, (size_t)-1, (size_t)-1};
+    struct rv final[4];
+    struct rdict env = {0}, labels = {0};
+    const json_t *run_name;
+    json_t *name;
+    json_t *rendered;
+    char run_id[37];
+    struct rmember *members;
+    size_t n;
+
+    if (!json_is_object(ctx->flow_run) || (ctx->flow && !json_is_object(ctx->flow)) ||
+        (ctx->deployment && !json_is_object(ctx->deployment)) ||
+        render_prepare_uuid(ctx->flow_run, "flow run", "id", 1, run_id, err, errlen) < 0)
+        return DECLINE;
+    run_name = json_object_get(ctx->flow_run, "name");
+    if (!json_is_string(run_name))
+        return DECLINE;
+    for (size_t i = 0; i < rr->root.n; i++) {
+        struct rmember *m = &rr->root.u.members[i];
+
+        for (size_t b = 0; b < 4; b++)
+            if (m->key_len == strlen(base[b]) && memcmp(m->key, base[b], m->key_len) == 0) {
+                found[b] = &m->value;
+                at[b] = i;
+            }
+    }
+
+    /* command: a string or null; "" and null become the default. */
+    if (found[0] && string_or_null(found[0]) < 0)
+        return DECLINE;
+    if (found[0] && string_or_null(found[0]) == 1 && text_len(found[0]) > 0) {
+        final[0] = *found[0];
+    } else {
+        final[0].kind = RV_TEXT;
+        final[0].u.text = "prefect flow-run execute";
+        final[0].n = strlen(final[0].u.text);
+    }
+    final[0].raw = NULL;
+
+    /* name: a string or null, rendered with the flow run. */
+    if (found[3] && string_or_null(found[3]) < 0)
+        return DECLINE;
+    if (!found[3])
+        name = json_null();
+    else if (found[3]->kind == RV_TEXT)
+        name = json_stringn_nocheck(found[3]->u.text, found[3]->n);
+    else
+        name = json_incref((json_t *)found[3]->u.json);
+    if (!name)
+        return DECLINE;
+    rendered = render_prepare_name(ctx, name, run_name, err, errlen);
+    json_decref(name);
+    if (!rendered || own(rr, rendered) < 0)
+        return DECLINE;
+    set_json(&final[3], rendered);
+
+    if (found[2] && found[2]->kind != RV_OBJECT &&
+        !(found[2]->kind == RV_JSON && json_is_object(found[2]->u.json)))
+        return DECLINE;
+    if (found[1] && found[1]->kind != RV_OBJECT &&
+        !(found[1]->kind == RV_JSON && json_is_object(found[1]->u.json)))
+        return DECLINE;
+    if (build_env(rr, ctx, run_id, found[1], &env, err, errlen) < 0 ||
+        build_labels(rr, ctx, run_id, run_name, found[2], &labels, err, errlen) < 0)
+        return DECLINE;
+    final[1].kind = final[2].kind = RV_OBJECT;
+    final[1].raw = final[2].raw = NULL;
+    final[1].u.members = env.members;
+    final[1].n = env.n;
+    final[2].u.members = labels.members;
+    final[2].n = labels.n;
+
+    /* Existing fields keep their place; missing ones go last in order. */
+    n = rr->root.n;
+    members = run_alloc(rr, (n + 4) * sizeof(*members));
+    if (!members)
+        return DECLINE;
+    memcpy(members, rr->root.u.members, n * sizeof(*members));
+    for (size_t b = 0; b < 4; b++) {
+        if (at[b] != (size_t)-1) {
+            members[at[b]].value = final[b];
+        } else {
+            members[n].key = base[b];
+            members[n].key_len = strlen(base[b]);
+            members[n].value = final[b];
+            n++;
+        }
+    }
+    rr->root.u.members = members;
+    rr->root.n = n;
+    return 0;
+}
+
+char *render_run_text(struct render_run *rr, const struct render_context *ctx, size_t *len,
+                      char *err, size_t errlen)
+{
+    struct render_buf buf;
+    char *text;
+
+    if (rr->stage != 3) {
+        render_errf(err, errlen, "blocks and variables are resolved before the text is made");
+        return NULL;
+    }
+    rr->stage = 4;
+    if (rr->fast && ctx && fast_prepare(rr, ctx, err, errlen) < 0 &&
+        go_slow(rr, NULL, NULL, err, errlen) < 0)
+        return NULL;
+    if (!rr->fast && ctx && render_prepare(rr->config, ctx, err, errlen) < 0)
+        return NULL;
+    if (!rr->fast) {
+        text = json_dumps(rr->config, JSON_COMPACT);
+        if (!text) {
+            render_errf(err, errlen, "cannot encode the job configuration");
+            return NULL;
+        }
+        if (len)
+            *len = strlen(text);
+        return text;
+    }
+    memset(&buf, 0, sizeof(buf));
+    rv_append(&buf, &rr->root);
+    if (len)
+        *len = buf.len;
+    text = render_buf_finish(&buf);
+    if (!text)
+        render_errf(err, errlen, "the job configuration exceeds %zu bytes or memory is exhausted",
+                    (size_t)RENDER_MAX_TEXT);
+    return text;
+}
+
+int render_run_is_fast(const struct render_run *rr)
+{
+    return rr->fast;
+}
+
+void render_run_free(struct render_run *rr)
+{
+    struct run_block *block;
+
+    if (!rr)
+        return;
+    for (size_t i = 0; i < rr->nowned; i++)
+        json_decref(rr->owned[i]);
+    block = rr->arena;
+    while (block != rr->first) {
+        struct run_block *next = block->next;
+
+        free(block);
+        block = next;
+    }
+    json_decref(rr->job_vars);
+    json_decref(rr->blocks);
+    json_decref(rr->variables);
+    json_decref(rr->config);
+    json_decref(rr->vars);
+    free(rr);
+}
