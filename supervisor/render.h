@@ -281,6 +281,15 @@ static inline void render_buf_append(struct render_buf *buf, const char *text, s
     render_buf_append_slow(buf, text, len);
 }
 void render_buf_putc(struct render_buf *buf, char c);
+/* Makes room for extra more bytes and the NUL, so that up to extra bytes
+ * may be written at data + len directly.  Returns 0, or -1 once failed. */
+int render_buf_reserve_slow(struct render_buf *buf, size_t extra);
+static inline int render_buf_reserve(struct render_buf *buf, size_t extra)
+{
+    if (buf->data && !buf->failed && extra < buf->cap - buf->len)
+        return 0;
+    return render_buf_reserve_slow(buf, extra);
+}
 /* Returns the NUL-terminated text and hands it to the caller, or NULL (and
  * frees it) if the buffer failed. */
 char *render_buf_finish(struct render_buf *buf);

@@ -299,9 +299,77 @@ static int compile_node(struct compile_ctx *cc, const json_t *value, struct node
 /* Prepares node at depth for render_run: the JSON text of each literal
  * part that holds no '{' and no "$ref", and tmpl->fast cleared for what
  * render_run leaves to the jansson steps.  Returns 0 or -1 (no memory). */
-static int prepare_fast(struct render_template *tmpl, struct node *node, int depth)
+static char *json_text(struct render_template *tmpl, const json_t *value, const char *tail,
+                       size_t *len)
 {
     struct render_buf buf;
+    char *text = NULL;
+
+    memset(&buf, 0, sizeof(buf));
+    render_json_append(&buf, value);
+    render_buf_append(&buf, tail, strlen(tail));
+    if (!buf.failed && buf.data)
+        text = arena_strndup(tmpl, buf.data, buf.len);
+    *len = buf.len;
+    render_buf_free(&buf);
+    return text;
+}
+
+/* The "key": text of an object member. */
+static int key_prefix(struct render_template *tmpl, struct node *node)
+{
+    json_t *key = json_stringn_nocheck(node->key, node->key_len);
+
+    if (key)
+        node->key_prefix = json_text(tmpl, key, ":", &node->key_prefix_len);
+    json_decref(key);
+    return node->key_prefix ? 0 : -1;
+}
+
+/* The block keys of a value at depth in the configuration, kept with the
+ * template, or NULL when out of memory. */
+static const json_t *block_list(struct render_template *tmpl, const json_t *value, int depth)
+{
+    json_t *list = json_array();
+    json_t *seen = json_object();
+    int rc = list && seen ? render_collect_blocks_into(value, list, seen, depth) : -1;
+
+    json_decref(seen);
+    if (rc == 0 && !tmpl->block_lists)
+        tmpl->block_lists = json_array();
+    if (rc < 0 || !tmpl->block_lists || json_array_append_new(tmpl->block_lists, list) < 0)
+        return NULL;
+    return list;
+}
+
+/* The fallback's texts, when it is the whole value of the path at depth
+ * in the template. */
+static int fallback_texts(struct render_template *tmpl, struct compiled_path *path, int depth)
+{
+    struct render_buf buf;
+
+    if (!path->fallback || path->nseg)
+        return 0;
+    path->fallback_json = json_text(tmpl, path->fallback, "", &path->fallback_json_len);
+    memset(&buf, 0, sizeof(buf));
+    render_pytext_append(&buf, path->fallback, 1);
+    if (!buf.failed && buf.data)
+        path->fallback_text = arena_strndup(tmpl, buf.data, buf.len);
+    else if (!buf.failed)
+        path->fallback_text = arena_strndup(tmpl, "", 0);
+    path->fallback_text_len = buf.len;
+    render_buf_free(&buf);
+    path->fallback_refs = render_tmpl_refs(path->fallback);
+    if (path->fallback_refs & (RENDER_REFS_BLOCK | RENDER_REFS_CONTAINER)) {
+        path->fallback_blocks = block_list(tmpl, path->fallback, depth + 1);
+        if (!path->fallback_blocks)
+            return -1;
+    }
+    return path->fallback_json && path->fallback_text ? 0 : -1;
+}
+
+static int prepare_fast(struct render_template *tmpl, struct node *node, int depth)
+{
 
     if (depth > RENDER_RUN_MAX_DEPTH) {
         tmpl->fast = 0;
@@ -309,28 +377,35 @@ static int prepare_fast(struct render_template *tmpl, struct node *node, int dep
     }
     switch (node->kind) {
     case NODE_LITERAL:
-        if (node->has_brace || node->may_ref)
+        if (node->has_brace || node->may_ref) {
+            node->lit_refs = render_tmpl_refs(node->value);
+            if (node->lit_refs & (RENDER_REFS_BLOCK | RENDER_REFS_CONTAINER)) {
+                node->lit_blocks = block_list(tmpl, node->value, depth + 1);
+                if (!node->lit_blocks)
+                    return -1;
+            }
             return 0;
-        memset(&buf, 0, sizeof(buf));
-        render_json_append(&buf, node->value);
-        if (!buf.failed && buf.data)
-            node->raw = arena_strndup(tmpl, buf.data, buf.len);
-        node->raw_len = buf.len;
-        render_buf_free(&buf);
+        }
+        node->raw = json_text(tmpl, node->value, "", &node->raw_len);
         return node->raw ? 0 : -1;
     case NODE_WHOLE:
-        return 0;
+        return fallback_texts(tmpl, &node->u.path, depth);
     case NODE_INLINE:
-        for (size_t i = 0; i < node->n; i++)
+        for (size_t i = 0; i < node->n; i++) {
             if (node->u.pieces[i].kind == PIECE_ENV)
                 tmpl->fast = 0;
+            if (node->u.pieces[i].kind == PIECE_STANDARD &&
+                fallback_texts(tmpl, &node->u.pieces[i].path, depth) < 0)
+                return -1;
+        }
         return 0;
     case NODE_OBJECT:
     case NODE_ARRAY:
         if (node->dollar_ref)
             tmpl->fast = 0;
         for (size_t i = 0; i < node->n && tmpl->fast; i++)
-            if (prepare_fast(tmpl, &node->u.children[i], depth + 1) < 0)
+            if ((node->kind == NODE_OBJECT && key_prefix(tmpl, &node->u.children[i]) < 0) ||
+                prepare_fast(tmpl, &node->u.children[i], depth + 1) < 0)
                 return -1;
         return 0;
     }
@@ -354,6 +429,7 @@ void render_template_free(struct render_template **tmpl)
     json_decref((*tmpl)->empty_properties);
     json_decref((*tmpl)->names);
     json_decref((*tmpl)->env_index);
+    json_decref((*tmpl)->block_lists);
     free((*tmpl)->properties_error);
     free(*tmpl);
     *tmpl = NULL;
@@ -470,7 +546,7 @@ struct render_template *render_template_compile(const json_t *base_template, cha
         goto nomem;
     tmpl->fast = json_object_getn(tmpl->job_config, "$ref", 4) == NULL;
     for (i = 0; i < tmpl->nfields && tmpl->fast; i++)
-        if (prepare_fast(tmpl, &tmpl->fields[i], 0) < 0)
+        if (key_prefix(tmpl, &tmpl->fields[i]) < 0 || prepare_fast(tmpl, &tmpl->fields[i], 0) < 0)
             goto nomem;
     return tmpl;
 

@@ -21,7 +21,23 @@ struct compiled_path {
     size_t nseg;            /* segments after the first, for render_lookup_segment */
     const char **seg;
     size_t *seg_len;
+    /* For render_run, when fallback is the whole value (nseg == 0): its
+     * JSON text, its str() text and its RENDER_REFS_* flags. */
+    char *fallback_json;
+    size_t fallback_json_len;
+    char *fallback_text;
+    size_t fallback_text_len;
+    int fallback_refs;
+    const json_t *fallback_blocks; /* the block keys render_collect_blocks_into lists */
 };
+
+/* What the block and variable steps may change in a value. */
+#define RENDER_REFS_BLOCK 1     /* a string with a block placeholder */
+#define RENDER_REFS_VARIABLE 2  /* a string with a variable placeholder */
+#define RENDER_REFS_CONTAINER 4 /* an object or array, which the steps search */
+
+/* The RENDER_REFS_* flags of a value; 0 for one both steps leave alone. */
+int render_tmpl_refs(const json_t *value);
 
 enum piece_kind {
     PIECE_TEXT,     /* template text, block and variable placeholders included */
@@ -60,6 +76,10 @@ struct node {
     int has_brace;   /* some string in the template value contains '{' */
     char *raw;       /* NODE_LITERAL without '{' or "$ref": its JSON text */
     size_t raw_len;
+    char *key_prefix; /* "key": as JSON text, for render_run */
+    size_t key_prefix_len;
+    int lit_refs;              /* NODE_LITERAL: RENDER_REFS_* of the value */
+    const json_t *lit_blocks;  /* NODE_LITERAL: its block keys, when lit_refs is set */
 };
 
 /* Blocks of memory owned by one compiled template, freed together. */
@@ -81,6 +101,7 @@ struct render_template {
     const struct node *env_field; /* the member named env, or NULL */
     json_t *names;  /* each distinct first segment -> its slot (an integer) */
     json_t *env_index; /* the env object's keys -> their position, when env is an object */
+    json_t *block_lists; /* holds the fallback_blocks and lit_blocks arrays */
     size_t nslots;
     struct arena_block *arena;
     int fast; /* render_run may build the configuration without jansson trees */

@@ -21,6 +21,7 @@
  * words.
  */
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,8 @@ struct rv {
 struct rmember {
     const char *key;
     size_t key_len;
+    const char *prefix; /* "key": as JSON text, when the template gave it */
+    size_t prefix_len;
     struct rv value;
 };
 
@@ -59,6 +62,8 @@ struct rmember {
 struct pending {
     struct rv *value;
     int depth;
+    int refs;           /* RENDER_REFS_* */
+    const json_t *keys; /* its block keys, when the template listed them */
 };
 
 struct run_block {
@@ -88,6 +93,10 @@ struct render_run {
     size_t nowned, owned_cap;
     struct run_block *arena;
     struct run_block *first; /* allocated with the run */
+    struct render_buf scratch; /* text being formatted, copied to the arena */
+    char run_id[37];           /* texts the prepare step formats */
+    char flow_id[37], deployment_id[37], flow_uuid[37], deployment_uuid[37];
+    char updated[64];
 };
 
 /* Hands the run to the jansson steps. */
@@ -116,6 +125,30 @@ static void *run_alloc(struct render_run *rr, size_t size)
     return out;
 }
 
+/* Empties the scratch buffer for the next text. */
+static struct render_buf *scratch(struct render_run *rr)
+{
+    rr->scratch.len = 0;
+    rr->scratch.failed = 0;
+    if (rr->scratch.data)
+        rr->scratch.data[0] = '\0';
+    return &rr->scratch;
+}
+
+/* A copy of the scratch text in the arena, or NULL. */
+static char *scratch_copy(struct render_run *rr)
+{
+    struct render_buf *buf = &rr->scratch;
+    char *text = buf->failed ? NULL : run_alloc(rr, buf->len + 1);
+
+    if (text) {
+        if (buf->len)
+            memcpy(text, buf->data, buf->len);
+        text[buf->len] = '\0';
+    }
+    return text;
+}
+
 /* Keeps a reference until the run is freed. */
 static int own(struct render_run *rr, json_t *value)
 {
@@ -136,7 +169,8 @@ static int own(struct render_run *rr, json_t *value)
     return 0;
 }
 
-static int add_pending(struct render_run *rr, struct rv *value, int depth)
+static int add_pending(struct render_run *rr, struct rv *value, int depth, int refs,
+                       const json_t *keys)
 {
     if (rr->npending == rr->pending_cap) {
         size_t cap = rr->pending_cap ? rr->pending_cap * 2 : 16;
@@ -151,6 +185,8 @@ static int add_pending(struct render_run *rr, struct rv *value, int depth)
     }
     rr->pending[rr->npending].value = value;
     rr->pending[rr->npending].depth = depth;
+    rr->pending[rr->npending].refs = refs;
+    rr->pending[rr->npending].keys = keys;
     rr->npending++;
     return 0;
 }
@@ -167,7 +203,24 @@ static const unsigned char needs_escape[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
 };
 
-static void string_append(struct render_buf *buf, const char *text, size_t len)
+/* Whether any of the 8 bytes in x is below 0x20, '"' or '\\'.  For a
+ * byte b below 0x80, (b - c) & ~b has its high bit set exactly when b < c,
+ * and a borrow only runs into higher bytes after such a byte, so the test
+ * is exact for "some byte matches"; bytes from 0x80 up never match. */
+static inline int word_needs_escape(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ULL;
+    const uint64_t high = 0x8080808080808080ULL;
+    uint64_t quote = x ^ (ones * '"');
+    uint64_t slash = x ^ (ones * '\\');
+    uint64_t control = (x - ones * 0x20) & ~x;
+
+    quote = (quote - ones) & ~quote;
+    slash = (slash - ones) & ~slash;
+    return ((control | quote | slash) & high) != 0;
+}
+
+static void string_append_escaped(struct render_buf *buf, const char *text, size_t len)
 {
     size_t start = 0;
 
@@ -198,6 +251,62 @@ static void string_append(struct render_buf *buf, const char *text, size_t len)
     }
     render_buf_append(buf, text + start, len - start);
     render_buf_append(buf, "\"", 1);
+}
+
+/* A JSON string.  Most need no escape: they are checked and copied 8
+ * bytes at a time (the last word may overlap the one before it), or byte
+ * by byte when shorter than a word. */
+static void string_append(struct render_buf *buf, const char *text, size_t len)
+{
+    size_t i = 0;
+    char *out;
+
+    if (render_buf_reserve(buf, len + 2) < 0)
+        return;
+    out = buf->data + buf->len + 1;
+    if (len >= 8) {
+        uint64_t word;
+
+        for (; i + 8 <= len; i += 8) {
+            memcpy(&word, text + i, 8);
+            if (word_needs_escape(word))
+                goto escaped;
+            memcpy(out + i, &word, 8);
+        }
+        if (i < len) {
+            memcpy(&word, text + len - 8, 8);
+            if (word_needs_escape(word))
+                goto escaped;
+            memcpy(out + len - 8, &word, 8);
+        }
+    } else {
+        for (; i < len; i++) {
+            unsigned char c = (unsigned char)text[i];
+
+            if (needs_escape[c])
+                goto escaped;
+            out[i] = (char)c;
+        }
+    }
+    out[-1] = '"';
+    out[len] = '"';
+    out[len + 1] = '\0';
+    buf->len += len + 2;
+    return;
+
+escaped:
+    string_append_escaped(buf, text, len);
+}
+
+/* A member's "key": text. */
+static void key_append(struct render_buf *buf, const struct rmember *m)
+{
+    if (m->prefix) {
+        render_buf_append(buf, m->prefix, m->prefix_len);
+        return;
+    }
+    string_append(buf, m->key, m->key_len);
+    render_buf_append(buf, ":", 1);
 }
 
 void render_json_append(struct render_buf *buf, const json_t *value)
@@ -258,6 +367,21 @@ void render_json_append(struct render_buf *buf, const json_t *value)
     }
 }
 
+static void rv_append(struct render_buf *buf, const struct rv *value);
+
+/* A value: the common scalar cases here, the rest in rv_append. */
+static inline void value_append(struct render_buf *buf, const struct rv *value)
+{
+    if (value->kind == RV_JSON && value->raw)
+        render_buf_append(buf, value->raw, value->raw_len);
+    else if (value->kind == RV_TEXT)
+        string_append(buf, value->u.text, value->n);
+    else if (value->kind == RV_JSON && json_is_string(value->u.json))
+        string_append(buf, json_string_value(value->u.json), json_string_length(value->u.json));
+    else
+        rv_append(buf, value);
+}
+
 static void rv_append(struct render_buf *buf, const struct rv *value)
 {
     switch (value->kind) {
@@ -275,11 +399,21 @@ static void rv_append(struct render_buf *buf, const struct rv *value)
         for (size_t i = 0; i < value->n; i++) {
             const struct rmember *m = &value->u.members[i];
 
-            if (i)
-                render_buf_append(buf, ",", 1);
-            string_append(buf, m->key, m->key_len);
-            render_buf_append(buf, ":", 1);
-            rv_append(buf, &m->value);
+            /* The separator and the "key": text in one write when the
+             * template gave the key's text. */
+            if (m->prefix && render_buf_reserve(buf, m->prefix_len + 1) == 0) {
+                char *out = buf->data + buf->len;
+
+                *out = ',';
+                memcpy(out + (i > 0), m->prefix, m->prefix_len);
+                buf->len += m->prefix_len + (i > 0);
+                buf->data[buf->len] = '\0';
+            } else {
+                if (i)
+                    render_buf_append(buf, ",", 1);
+                key_append(buf, m);
+            }
+            value_append(buf, &m->value);
         }
         render_buf_append(buf, "}", 1);
         return;
@@ -288,7 +422,7 @@ static void rv_append(struct render_buf *buf, const struct rv *value)
         for (size_t i = 0; i < value->n; i++) {
             if (i)
                 render_buf_append(buf, ",", 1);
-            rv_append(buf, &value->u.items[i]);
+            value_append(buf, &value->u.items[i]);
         }
         render_buf_append(buf, "]", 1);
         return;
@@ -312,52 +446,75 @@ static void set_json(struct rv *out, const json_t *value)
     out->n = 0;
 }
 
+/* RENDER_REFS_BLOCK and RENDER_REFS_VARIABLE for the placeholders of a
+ * string: a string with neither is what both resolve steps leave alone. */
+static int string_refs(const char *text, size_t len)
+{
+    struct render_ph ph;
+    size_t pos = 0;
+    int refs = 0;
+
+    while (render_ph_next(text, len, pos, &ph)) {
+        if (ph.kind == RENDER_PH_BLOCK)
+            refs |= RENDER_REFS_BLOCK;
+        else if (ph.kind == RENDER_PH_VARIABLE)
+            refs |= RENDER_REFS_VARIABLE;
+        pos = ph.end;
+    }
+    return refs;
+}
+
+int render_tmpl_refs(const json_t *value)
+{
+    if (render_is_plain(value))
+        return 0;
+    if (json_is_string(value))
+        return string_refs(json_string_value(value), json_string_length(value));
+    return RENDER_REFS_CONTAINER;
+}
+
 /* A jansson value at depth in the template: pending when it may hold a
  * reference.  Returns 0 or -1. */
 static int put_json(struct render_run *rr, struct rv *out, const json_t *value, int depth)
 {
+    int refs = render_tmpl_refs(value);
+
     set_json(out, value);
-    return render_is_plain(value) ? 0 : add_pending(rr, out, depth + 1);
+    return refs ? add_pending(rr, out, depth + 1, refs, NULL) : 0;
 }
 
 static int fast_node(struct fast_apply *fa, const struct node *node, int depth, struct rv *out);
 
 static int fast_inline(struct fast_apply *fa, const struct node *node, int depth, struct rv *out)
 {
-    struct render_buf buf;
+    struct render_buf *buf = scratch(fa->rr);
     char *text;
 
-    buf.data = NULL;
-    buf.len = buf.cap = 0;
-    buf.failed = 0;
     for (size_t i = 0; i < node->n; i++) {
         const struct piece *piece = &node->u.pieces[i];
 
         if (piece->kind == PIECE_TEXT) {
-            render_buf_append(&buf, piece->text, piece->len);
+            render_buf_append(buf, piece->text, piece->len);
+        } else if (!fa->slots[piece->path.slot] && piece->path.fallback_text) {
+            render_buf_append(buf, piece->path.fallback_text, piece->path.fallback_text_len);
         } else {
             int owned;
             json_t *value = render_tmpl_lookup(fa->slots, &piece->path, &owned);
 
             if (value)
-                render_pytext_append(&buf, value, 1);
+                render_pytext_append(buf, value, 1);
             if (owned)
                 json_decref(value);
         }
     }
-    if (buf.failed || (text = run_alloc(fa->rr, buf.len + 1)) == NULL) {
-        render_buf_free(&buf);
+    text = scratch_copy(fa->rr);
+    if (!text)
         return DECLINE;
-    }
-    if (buf.len)
-        memcpy(text, buf.data, buf.len);
-    text[buf.len] = '\0';
     out->kind = RV_TEXT;
     out->u.text = text;
-    out->n = buf.len;
-    render_buf_free(&buf);
+    out->n = buf->len;
     out->raw = NULL;
-    if (out->n >= 5 && memchr(text, '{', out->n)) {
+    if (out->n >= 5 && memchr(text, '{', out->n) && string_refs(text, out->n)) {
         /* The resolve steps take jansson values. */
         json_t *string = json_stringn_nocheck(text, out->n);
 
@@ -384,8 +541,23 @@ static int fast_node(struct fast_apply *fa, const struct node *node, int depth, 
             out->raw_len = node->raw_len;
             return 0;
         }
-        return put_json(rr, out, node->value, depth) < 0 ? DECLINE : 0;
+        set_json(out, node->value);
+        return node->lit_refs &&
+                       add_pending(rr, out, depth + 1, node->lit_refs, node->lit_blocks) < 0
+                   ? DECLINE
+                   : 0;
     case NODE_WHOLE:
+        if (!fa->slots[node->u.path.slot] && node->u.path.fallback_json) {
+            /* The schema default, whose text the template keeps. */
+            set_json(out, node->u.path.fallback);
+            out->raw = node->u.path.fallback_json;
+            out->raw_len = node->u.path.fallback_json_len;
+            return node->u.path.fallback_refs &&
+                           add_pending(rr, out, depth + 1, node->u.path.fallback_refs,
+                                       node->u.path.fallback_blocks) < 0
+                       ? DECLINE
+                       : 0;
+        }
         value = render_tmpl_lookup(fa->slots, &node->u.path, &owned);
         if (!value)
             return 1;
@@ -411,6 +583,8 @@ static int fast_node(struct fast_apply *fa, const struct node *node, int depth, 
             if (rc == 0) {
                 m->key = child->key;
                 m->key_len = child->key_len;
+                m->prefix = child->key_prefix;
+                m->prefix_len = child->key_prefix_len;
                 out->n++;
             }
         }
@@ -442,6 +616,11 @@ static int fast_uncompiled(struct fast_apply *fa, const json_t *value, int depth
     struct render_run *rr = fa->rr;
     json_t *rendered;
 
+    /* A number, boolean, null or string without '{' renders as itself. */
+    if (render_is_plain(value)) {
+        set_json(out, value);
+        return 0;
+    }
     if (render_apply_item(value, rr->vars, rr->tmpl->properties, rr->environ_lookup,
                           rr->environ_arg, depth, &rendered, fa->err, fa->errlen) < 0)
         return DECLINE;
@@ -527,6 +706,7 @@ static int fast_env_union(struct fast_apply *fa, const struct node *compiled,
             if (rc == 0) {
                 m->key = key;
                 m->key_len = key_len;
+                m->prefix = NULL;
                 out->n++;
             }
         }
@@ -546,6 +726,24 @@ static int fast_env(struct fast_apply *fa, const struct render_env_layers *env, 
     if (env->n == 1)
         return fast_uncompiled(fa, env->layer[0], 0, out);
     return fast_env_union(fa, compiled, env, out);
+}
+
+/* Adds the keys listed before to list, each once, as collecting them
+ * again would. */
+static int add_keys(json_t *list, json_t *seen, const json_t *keys)
+{
+    for (size_t i = 0; i < json_array_size(keys); i++) {
+        json_t *key = json_array_get(keys, i);
+        const char *text = json_string_value(key);
+        size_t len = json_string_length(key);
+
+        if (json_object_getn(seen, text, len))
+            continue;
+        if (json_object_setn_new_nocheck(seen, text, len, json_true()) < 0 ||
+            json_array_append(list, key) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 static int fast_apply(struct render_run *rr, json_t **blocks, char *err, size_t errlen)
@@ -594,6 +792,8 @@ static int fast_apply(struct render_run *rr, json_t **blocks, char *err, size_t 
         if (set == 0) {
             m->key = field->key;
             m->key_len = field->key_len;
+            m->prefix = field->key_prefix;
+            m->prefix_len = field->key_prefix_len;
             rr->root.n++;
         }
     }
@@ -606,6 +806,8 @@ static int fast_apply(struct render_run *rr, json_t **blocks, char *err, size_t 
         if (set == 0) {
             m->key = "env";
             m->key_len = 3;
+            m->prefix = "\"env\":";
+            m->prefix_len = 6;
             rr->root.n++;
         }
     }
@@ -614,10 +816,15 @@ static int fast_apply(struct render_run *rr, json_t **blocks, char *err, size_t 
         seen = json_object();
         if (!list || !seen)
             goto done;
-        for (size_t i = 0; i < rr->npending; i++)
-            if (render_collect_blocks_into(rr->pending[i].value->u.json, list, seen,
-                                           rr->pending[i].depth) < 0)
+        for (size_t i = 0; i < rr->npending; i++) {
+            const struct pending *p = &rr->pending[i];
+
+            if (!(p->refs & (RENDER_REFS_BLOCK | RENDER_REFS_CONTAINER)))
+                continue;
+            if (p->keys ? add_keys(list, seen, p->keys) < 0
+                        : render_collect_blocks_into(p->value->u.json, list, seen, p->depth) < 0)
                 goto done;
+        }
         *blocks = list;
         list = NULL;
     }
@@ -709,6 +916,33 @@ struct render_run *render_run_new(const struct render_template *tmpl, const json
 
 /* ---- blocks and variables ---- */
 
+/* Whether value, at depth in the configuration, holds a string with a
+ * placeholder of the kinds in mask (RENDER_REFS_BLOCK,
+ * RENDER_REFS_VARIABLE).  Near RENDER_MAX_DEPTH it answers yes, so that the
+ * resolve step itself decides what the nesting means. */
+static int has_refs(const json_t *value, int mask, int depth)
+{
+    if (depth >= RENDER_MAX_DEPTH - 2)
+        return 1;
+    if (json_is_string(value))
+        return (render_tmpl_refs(value) & mask) != 0;
+    if (json_is_object(value)) {
+        json_t *item;
+        void *iter;
+
+        RENDER_OBJECT_FOREACH_VALUE((json_t *)value, iter, item)
+            if (!render_is_plain(item) && has_refs(item, mask, depth + 1))
+                return 1;
+        return 0;
+    }
+    if (json_is_array(value)) {
+        for (size_t i = 0; i < json_array_size(value); i++)
+            if (has_refs(json_array_get(value, i), mask, depth + 1))
+                return 1;
+    }
+    return 0;
+}
+
 json_t *render_run_resolve_blocks(struct render_run *rr, const json_t *blocks, char *err,
                                   size_t errlen)
 {
@@ -732,15 +966,27 @@ json_t *render_run_resolve_blocks(struct render_run *rr, const json_t *blocks, c
             data = empty = json_object();
         for (i = 0; names && seen && data && i < rr->npending; i++) {
             struct pending *p = &rr->pending[i];
-            json_t *copy = render_copy(p->value->u.json);
-            json_t *out = copy ? render_resolve_blocks_node(copy, p->depth, data, names, seen,
-                                                            err, errlen)
-                               : NULL;
+            json_t *node = (json_t *)p->value->u.json;
+            json_t *copy;
+            json_t *out;
 
+            /* A string without a block placeholder only lists its variables. */
+            if (p->refs == RENDER_REFS_VARIABLE) {
+                if (render_collect_variables_into(node, names, seen, p->depth) < 0)
+                    break;
+                continue;
+            }
+            /* Containers are resolved in place, so the walk gets a copy. */
+            copy = p->refs & RENDER_REFS_CONTAINER ? render_copy(node) : json_incref(node);
+            out = copy ? render_resolve_blocks_node(copy, p->depth, data, names, seen, err,
+                                                    errlen)
+                       : NULL;
             json_decref(copy);
             if (!out || own(rr, out) < 0)
                 break;
             set_json(p->value, out);
+            /* What the step inserted may hold anything. */
+            p->refs = RENDER_REFS_VARIABLE | RENDER_REFS_CONTAINER;
         }
         json_decref(empty);
         json_decref(seen);
@@ -772,11 +1018,17 @@ int render_run_resolve_variables(struct render_run *rr, const json_t *vars, char
             values = empty = json_object();
         for (i = 0; values && i < rr->npending; i++) {
             struct pending *p = &rr->pending[i];
-            json_t *copy = render_copy(p->value->u.json);
-            json_t *out = copy ? render_resolve_variables_node(copy, p->depth, values, err,
-                                                               errlen)
-                               : NULL;
+            json_t *node = (json_t *)p->value->u.json;
+            json_t *copy;
+            json_t *out;
 
+            if (!(p->refs & (RENDER_REFS_VARIABLE | RENDER_REFS_CONTAINER)) ||
+                !has_refs(node, RENDER_REFS_VARIABLE, p->depth))
+                continue;
+            copy = json_is_object(node) || json_is_array(node) ? render_copy(node)
+                                                               : json_incref(node);
+            out = copy ? render_resolve_variables_node(copy, p->depth, values, err, errlen)
+                       : NULL;
             json_decref(copy);
             if (!out || own(rr, out) < 0)
                 break;
@@ -796,12 +1048,15 @@ int render_run_resolve_variables(struct render_run *rr, const json_t *vars, char
 struct rdict {
     struct rmember *members;
     size_t n, cap;
+    size_t search;     /* how many leading members a new key may repeat */
+    uint64_t lengths;  /* bit (length % 64) set for each of those keys */
 };
 
 static int dict_set(struct render_run *rr, struct rdict *d, const char *key, size_t key_len,
                     const struct rv *value)
 {
-    for (size_t i = 0; i < d->n; i++) {
+    /* A key whose length no searched key has is new. */
+    for (size_t i = 0; (d->lengths >> (key_len & 63) & 1) && i < d->n && i < d->search; i++) {
         if (d->members[i].key_len == key_len && memcmp(d->members[i].key, key, key_len) == 0) {
             d->members[i].value = *value;
             return 0;
@@ -818,34 +1073,72 @@ static int dict_set(struct render_run *rr, struct rdict *d, const char *key, siz
         d->members = grown;
         d->cap = cap;
     }
+    if (d->n < d->search)
+        d->lengths |= (uint64_t)1 << (key_len & 63);
     d->members[d->n].key = key;
     d->members[d->n].key_len = key_len;
+    d->members[d->n].prefix = NULL;
     d->members[d->n].value = *value;
     d->n++;
     return 0;
 }
 
-static int dict_set_text(struct render_run *rr, struct rdict *d, const char *key,
-                         const char *text)
+/* dict_set for a member of a rendered object, keeping its "key": text. */
+static int dict_set_member(struct render_run *rr, struct rdict *d, const struct rmember *m,
+                           const struct rv *value)
 {
-    size_t len = strlen(text);
-    char *copy = run_alloc(rr, len + 1);
-    struct rv value = {.kind = RV_TEXT, .n = len};
+    size_t n = d->n;
 
-    if (!copy)
+    if (dict_set(rr, d, m->key, m->key_len, value) < 0)
         return -1;
-    memcpy(copy, text, len + 1);
-    value.u.text = copy;
-    return dict_set(rr, d, key, strlen(key), &value);
+    if (d->n > n) {
+        d->members[n].prefix = m->prefix;
+        d->members[n].prefix_len = m->prefix_len;
+    }
+    return 0;
 }
 
-static int dict_set_json(struct render_run *rr, struct rdict *d, const char *key,
+/* A key the prepare step sets, with its "key": text. */
+struct lit_key {
+    const char *key;
+    size_t len;
+    const char *prefix;
+    size_t prefix_len;
+};
+#define LIT_KEY(k) (&(const struct lit_key){k, sizeof(k) - 1, "\"" k "\":", sizeof(k) + 2})
+
+static int dict_set_lit(struct render_run *rr, struct rdict *d, const struct lit_key *key,
+                        const struct rv *value)
+{
+    size_t n = d->n;
+
+    if (dict_set(rr, d, key->key, key->len, value) < 0)
+        return -1;
+    if (d->n > n) {
+        d->members[n].prefix = key->prefix;
+        d->members[n].prefix_len = key->prefix_len;
+    }
+    return 0;
+}
+
+/* text must live until the run's text is written: the context's strings,
+ * string literals and the run's own buffers do. */
+static int dict_set_text(struct render_run *rr, struct rdict *d, const struct lit_key *key,
+                         const char *text)
+{
+    struct rv value = {.kind = RV_TEXT, .n = strlen(text)};
+
+    value.u.text = text;
+    return dict_set_lit(rr, d, key, &value);
+}
+
+static int dict_set_json(struct render_run *rr, struct rdict *d, const struct lit_key *key,
                          const json_t *json)
 {
     struct rv value;
 
     set_json(&value, json);
-    return dict_set(rr, d, key, strlen(key), &value);
+    return dict_set_lit(rr, d, key, &value);
 }
 
 /* The members of an object value; 0, or DECLINE when it is no object. */
@@ -871,6 +1164,7 @@ static int members_of(struct render_run *rr, const struct rv *value, struct rmem
     RENDER_OBJECT_FOREACH((json_t *)value->u.json, iter, key, item) {
         (*members)[i].key = key;
         (*members)[i].key_len = json_object_iter_key_len(iter);
+        (*members)[i].prefix = NULL;
         set_json(&(*members)[i].value, item);
         i++;
     }
@@ -899,7 +1193,6 @@ static int build_env(struct render_run *rr, const struct render_context *ctx,
                      const char *run_id, const struct rv *config_env, struct rdict *env,
                      char *err, size_t errlen)
 {
-    char uuid[37];
     const json_t *value;
     struct rmember *members = NULL;
     size_t n = 0;
@@ -921,26 +1214,32 @@ static int build_env(struct render_run *rr, const struct render_context *ctx,
             has_null |= json_is_null(item);
         }
     }
-    if (dict_set_text(rr, env, "PREFECT__FLOW_RUN_ID", run_id) < 0 ||
-        (ctx->worker_id && dict_set_text(rr, env, "PREFECT__WORKER_ID", ctx->worker_id) < 0) ||
+    if (dict_set_text(rr, env, LIT_KEY("PREFECT__FLOW_RUN_ID"), run_id) < 0 ||
+        (ctx->worker_id && dict_set_text(rr, env, LIT_KEY("PREFECT__WORKER_ID"), ctx->worker_id) < 0) ||
         (ctx->worker_name &&
-         dict_set_text(rr, env, "PREFECT__WORKER_NAME", ctx->worker_name) < 0))
+         dict_set_text(rr, env, LIT_KEY("PREFECT__WORKER_NAME"), ctx->worker_name) < 0))
         return DECLINE;
-    if (render_prepare_uuid(ctx->flow_run, "flow run", "flow_id", 0, uuid, err, errlen) < 0)
+    if (render_prepare_uuid(ctx->flow_run, "flow run", "flow_id", 0, rr->flow_id, err,
+                            errlen) < 0)
         return DECLINE;
-    if (uuid[0] && dict_set_text(rr, env, "PREFECT__FLOW_ID", uuid) < 0)
+    if (rr->flow_id[0] && dict_set_text(rr, env, LIT_KEY("PREFECT__FLOW_ID"), rr->flow_id) < 0)
         return DECLINE;
     value = ctx->flow ? json_object_get(ctx->flow, "name") : NULL;
-    if (value && render_truthy(value) && dict_set_json(rr, env, "PREFECT__FLOW_NAME", value) < 0)
+    if (value && render_truthy(value) && dict_set_json(rr, env, LIT_KEY("PREFECT__FLOW_NAME"), value) < 0)
         return DECLINE;
-    if (render_prepare_uuid(ctx->flow_run, "flow run", "deployment_id", 0, uuid, err, errlen) < 0)
+    if (render_prepare_uuid(ctx->flow_run, "flow run", "deployment_id", 0, rr->deployment_id,
+                            err, errlen) < 0)
         return DECLINE;
-    if (uuid[0] && dict_set_text(rr, env, "PREFECT__DEPLOYMENT_ID", uuid) < 0)
+    if (rr->deployment_id[0] &&
+        dict_set_text(rr, env, LIT_KEY("PREFECT__DEPLOYMENT_ID"), rr->deployment_id) < 0)
         return DECLINE;
     value = ctx->deployment ? json_object_get(ctx->deployment, "name") : NULL;
     if (value && render_truthy(value) &&
-        dict_set_json(rr, env, "PREFECT__DEPLOYMENT_NAME", value) < 0)
+        dict_set_json(rr, env, LIT_KEY("PREFECT__DEPLOYMENT_NAME"), value) < 0)
         return DECLINE;
+    /* The rendered env's keys differ from each other: each needs
+     * comparing with the keys set above only. */
+    env->search = env->n;
     for (size_t i = 0; i < n; i++) {
         const struct rv *item = &members[i].value;
         struct rv text = *item;
@@ -950,28 +1249,17 @@ static int build_env(struct render_run *rr, const struct render_context *ctx,
             return DECLINE;
         if (item->kind == RV_JSON && !json_is_null(item->u.json) &&
             !json_is_string(item->u.json)) {
-            struct render_buf buf;
-            char *copy;
+            struct render_buf *buf = scratch(rr);
 
-            buf.data = NULL;
-            buf.len = buf.cap = 0;
-            buf.failed = 0;
-            render_pytext_append(&buf, item->u.json, 1);
-            copy = buf.failed ? NULL : run_alloc(rr, buf.len + 1);
-            if (copy) {
-                memcpy(copy, buf.data ? buf.data : "", buf.len);
-                copy[buf.len] = '\0';
-            }
+            render_pytext_append(buf, item->u.json, 1);
             text.kind = RV_TEXT;
-            text.u.text = copy;
-            text.n = buf.len;
-            render_buf_free(&buf);
-            if (!copy)
-                return DECLINE;
+            text.u.text = scratch_copy(rr);
+            text.n = buf->len;
             text.raw = NULL;
+            if (!text.u.text)
+                return DECLINE;
         }
-        text.raw = NULL;
-        if (dict_set(rr, env, members[i].key, members[i].key_len, &text) < 0)
+        if (dict_set_member(rr, env, &members[i], &text) < 0)
             return DECLINE;
         has_null |= is_null(item);
     }
@@ -993,7 +1281,6 @@ static int build_labels(struct render_run *rr, const struct render_context *ctx,
 {
     struct rmember *members = NULL;
     size_t n = 0;
-    char id[37];
 
     if (config_labels) {
         if (members_of(rr, config_labels, &members, &n) < 0)
@@ -1002,48 +1289,46 @@ static int build_labels(struct render_run *rr, const struct render_context *ctx,
             if (string_or_null(&members[i].value) != 1)
                 return DECLINE;
     }
-    if (dict_set_text(rr, labels, "prefect.io/flow-run-id", run_id) < 0 ||
-        dict_set_json(rr, labels, "prefect.io/flow-run-name", run_name) < 0 ||
-        dict_set_text(rr, labels, "prefect.io/version",
+    if (dict_set_text(rr, labels, LIT_KEY("prefect.io/flow-run-id"), run_id) < 0 ||
+        dict_set_json(rr, labels, LIT_KEY("prefect.io/flow-run-name"), run_name) < 0 ||
+        dict_set_text(rr, labels, LIT_KEY("prefect.io/version"),
                       ctx->prefect_version ? ctx->prefect_version : RENDER_PREFECT_VERSION) < 0 ||
         (ctx->work_pool_name &&
-         dict_set_text(rr, labels, "prefect.io/work-pool-name", ctx->work_pool_name) < 0) ||
+         dict_set_text(rr, labels, LIT_KEY("prefect.io/work-pool-name"), ctx->work_pool_name) < 0) ||
         (ctx->work_pool_id &&
-         dict_set_text(rr, labels, "prefect.io/work-pool-id", ctx->work_pool_id) < 0) ||
+         dict_set_text(rr, labels, LIT_KEY("prefect.io/work-pool-id"), ctx->work_pool_id) < 0) ||
         (ctx->worker_name &&
-         dict_set_text(rr, labels, "prefect.io/worker-name", ctx->worker_name) < 0))
+         dict_set_text(rr, labels, LIT_KEY("prefect.io/worker-name"), ctx->worker_name) < 0))
         return DECLINE;
     if (ctx->flow) {
         json_t *name = json_object_get(ctx->flow, "name");
 
-        if (render_prepare_uuid(ctx->flow, "flow", "id", 1, id, err, errlen) < 0 ||
-            !json_is_string(name) || dict_set_text(rr, labels, "prefect.io/flow-id", id) < 0 ||
-            dict_set_json(rr, labels, "prefect.io/flow-name", name) < 0)
+        if (render_prepare_uuid(ctx->flow, "flow", "id", 1, rr->flow_uuid, err, errlen) < 0 ||
+            !json_is_string(name) || dict_set_text(rr, labels, LIT_KEY("prefect.io/flow-id"), rr->flow_uuid) < 0 ||
+            dict_set_json(rr, labels, LIT_KEY("prefect.io/flow-name"), name) < 0)
             return DECLINE;
     }
     if (ctx->deployment) {
         json_t *name = json_object_get(ctx->deployment, "name");
         json_t *updated = json_object_get(ctx->deployment, "updated");
 
-        if (render_prepare_uuid(ctx->deployment, "deployment", "id", 1, id, err, errlen) < 0 ||
+        if (render_prepare_uuid(ctx->deployment, "deployment", "id", 1, rr->deployment_uuid, err,
+                                errlen) < 0 ||
             !json_is_string(name) ||
-            dict_set_text(rr, labels, "prefect.io/deployment-id", id) < 0 ||
-            dict_set_json(rr, labels, "prefect.io/deployment-name", name) < 0)
+            dict_set_text(rr, labels, LIT_KEY("prefect.io/deployment-id"), rr->deployment_uuid) < 0 ||
+            dict_set_json(rr, labels, LIT_KEY("prefect.io/deployment-name"), name) < 0)
             return DECLINE;
         if (updated && !json_is_null(updated)) {
-            char text[64];
-
             if (!json_is_string(updated) ||
-                render_prepare_updated(json_string_value(updated), text, sizeof(text)) < 0 ||
-                dict_set_text(rr, labels, "prefect.io/deployment-updated", text) < 0)
+                render_prepare_updated(json_string_value(updated), rr->updated,
+                                       sizeof(rr->updated)) < 0 ||
+                dict_set_text(rr, labels, LIT_KEY("prefect.io/deployment-updated"), rr->updated) < 0)
                 return DECLINE;
         }
     }
+    labels->search = labels->n;
     for (size_t i = 0; i < n; i++) {
-        struct rv value = members[i].value;
-
-        value.raw = NULL;
-        if (dict_set(rr, labels, members[i].key, members[i].key_len, &value) < 0)
+        if (dict_set_member(rr, labels, &members[i], &members[i].value) < 0)
             return DECLINE;
     }
     return 0;
@@ -1053,20 +1338,21 @@ static int fast_prepare(struct render_run *rr, const struct render_context *ctx,
                         size_t errlen)
 {
     static const char *const base[] = {"command", "env", "labels", "name"};
+    static const size_t base_len[] = {7, 3, 6, 4};
     struct rv *found[4] = {NULL};
     size_t at[4] = {(size_t)-1, (size_t)-1, (size_t)-1, (size_t)-1};
     struct rv final[4];
-    struct rdict env = {0}, labels = {0};
+    struct rdict env = {.search = (size_t)-1}, labels = {.search = (size_t)-1};
     const json_t *run_name;
     json_t *name;
     json_t *rendered;
-    char run_id[37];
+    const char *run_id = rr->run_id;
     struct rmember *members;
     size_t n;
 
     if (!json_is_object(ctx->flow_run) || (ctx->flow && !json_is_object(ctx->flow)) ||
         (ctx->deployment && !json_is_object(ctx->deployment)) ||
-        render_prepare_uuid(ctx->flow_run, "flow run", "id", 1, run_id, err, errlen) < 0)
+        render_prepare_uuid(ctx->flow_run, "flow run", "id", 1, rr->run_id, err, errlen) < 0)
         return DECLINE;
     run_name = json_object_get(ctx->flow_run, "name");
     if (!json_is_string(run_name))
@@ -1075,7 +1361,7 @@ static int fast_prepare(struct render_run *rr, const struct render_context *ctx,
         struct rmember *m = &rr->root.u.members[i];
 
         for (size_t b = 0; b < 4; b++)
-            if (m->key_len == strlen(base[b]) && memcmp(m->key, base[b], m->key_len) == 0) {
+            if (m->key_len == base_len[b] && memcmp(m->key, base[b], m->key_len) == 0) {
                 found[b] = &m->value;
                 at[b] = i;
             }
@@ -1137,7 +1423,8 @@ static int fast_prepare(struct render_run *rr, const struct render_context *ctx,
             members[at[b]].value = final[b];
         } else {
             members[n].key = base[b];
-            members[n].key_len = strlen(base[b]);
+            members[n].key_len = base_len[b];
+            members[n].prefix = NULL;
             members[n].value = final[b];
             n++;
         }
@@ -1174,6 +1461,7 @@ char *render_run_text(struct render_run *rr, const struct render_context *ctx, s
         return text;
     }
     memset(&buf, 0, sizeof(buf));
+    render_buf_reserve(&buf, 4095);
     rv_append(&buf, &rr->root);
     if (len)
         *len = buf.len;
@@ -1209,5 +1497,6 @@ void render_run_free(struct render_run *rr)
     json_decref(rr->variables);
     json_decref(rr->config);
     json_decref(rr->vars);
+    render_buf_free(&rr->scratch);
     free(rr);
 }

@@ -50,6 +50,11 @@ static int buf_reserve(struct render_buf *buf, size_t extra)
     return 0;
 }
 
+int render_buf_reserve_slow(struct render_buf *buf, size_t extra)
+{
+    return buf_reserve(buf, extra);
+}
+
 void render_buf_append_slow(struct render_buf *buf, const char *text, size_t len)
 {
     if (buf_reserve(buf, len) < 0)

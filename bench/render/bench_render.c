@@ -5,7 +5,11 @@
  * resolved from an in-memory cache, one Prefect variable, and the prepare
  * step.  Prints the median of several timed runs.
  *
- * usage: bench_render [RENDERS_PER_RUN [RUNS]]
+ * usage: bench_render [RENDERS_PER_RUN [RUNS [run|trees]]]
+ *
+ * Both ways of rendering are timed by turns unless one is named: "run" is
+ * render_run, the supervisor's path; "trees" is the jansson steps followed
+ * by json_dumps.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,6 +162,7 @@ int main(int argc, char **argv)
 {
     int per_run = argc > 1 ? atoi(argv[1]) : 20000;
     int runs = argc > 2 ? atoi(argv[2]) : 7;
+    const char *only = argc > 3 ? argv[3] : NULL;
     json_t *base = build_template();
     struct render_template *tmpl;
     struct inputs in;
@@ -165,14 +170,15 @@ int main(int argc, char **argv)
                                  "crimson-owl", "flow_id", "7b2c6d3e-1f0a-4b6c-8d9e-0a1b2c3d4e5f");
     json_t *settings = json_pack("{ss}", "PREFECT_API_URL", "http://127.0.0.1:4200/api");
     struct mode modes[] = {
-        {"render_run (arena, the supervisor's path)", render_arena, NULL, NULL},
-        {"jansson steps and json_dumps", render_trees, NULL, NULL},
+        {"run", render_arena, NULL, NULL},
+        {"trees", render_trees, NULL, NULL},
     };
     size_t nmodes = sizeof(modes) / sizeof(modes[0]);
     char err[512];
 
-    if (per_run <= 0 || runs <= 0 || !base) {
-        fprintf(stderr, "usage: bench_render [RENDERS_PER_RUN [RUNS]]\n");
+    if (per_run <= 0 || runs <= 0 || !base ||
+        (only && strcmp(only, "run") != 0 && strcmp(only, "trees") != 0)) {
+        fprintf(stderr, "usage: bench_render [RENDERS_PER_RUN [RUNS [run|trees]]]\n");
         return 2;
     }
     in.dep = json_pack("{s{ssss}sisssi}", "env", "VAR_00", "override", "EXTRA", "1",
@@ -204,9 +210,13 @@ int main(int argc, char **argv)
     /* The modes take turns, so a change in the machine's speed meets both. */
     for (int r = 0; r < runs; r++) {
         for (size_t m = 0; m < nmodes; m++) {
-            double start = now();
-            double cpu_start = cpu_now();
+            double start;
+            double cpu_start;
 
+            if (only && strcmp(only, modes[m].name) != 0)
+                continue;
+            start = now();
+            cpu_start = cpu_now();
             for (int i = 0; i < per_run; i++) {
                 if (modes[m].render(&in, err, sizeof(err)) < 0) {
                     fprintf(stderr, "%s: render failed: %s\n", modes[m].name, err);
@@ -220,15 +230,21 @@ int main(int argc, char **argv)
     for (size_t m = 0; m < nmodes; m++) {
         double *rates = modes[m].rates, *cpu_rates = modes[m].cpu_rates;
 
+        if (only && strcmp(only, modes[m].name) != 0)
+            continue;
         qsort(rates, (size_t)runs, sizeof(double), compare_doubles);
         qsort(cpu_rates, (size_t)runs, sizeof(double), compare_doubles);
-        printf("%s\n", modes[m].name);
+        printf("%s: %s\n", modes[m].name,
+               modes[m].render == render_arena ? "render_run, the supervisor's path"
+                                               : "jansson steps, then json_dumps");
         printf("  renders per second, wall time (median of %d runs of %d): %.0f (range %.0f .. %.0f)\n",
                runs, per_run, rates[runs / 2], rates[0], rates[runs - 1]);
         printf("  renders per second, CPU time  (median of %d runs of %d): %.0f (range %.0f .. %.0f)\n",
                runs, per_run, cpu_rates[runs / 2], cpu_rates[0], cpu_rates[runs - 1]);
-        free(rates);
-        free(cpu_rates);
+    }
+    for (size_t m = 0; m < nmodes; m++) {
+        free(modes[m].rates);
+        free(modes[m].cpu_rates);
     }
     render_template_free(&tmpl);
     json_decref(base);
