@@ -41,6 +41,7 @@
 #define DROVER_RENDER_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #include <jansson.h>
 
@@ -268,12 +269,37 @@ struct render_buf {
     char   small[192]; /* first storage, so short strings need no malloc */
 };
 void render_buf_append_slow(struct render_buf *buf, const char *text, size_t len);
+/* Copies len bytes; short copies take a few moves instead of a call. */
+static inline void render_copy_bytes(char *dst, const char *src, size_t len)
+{
+    if (len > 16) {
+        memcpy(dst, src, len);
+    } else if (len >= 8) {
+        uint64_t head, tail;
+
+        memcpy(&head, src, 8);
+        memcpy(&tail, src + len - 8, 8);
+        memcpy(dst, &head, 8);
+        memcpy(dst + len - 8, &tail, 8);
+    } else if (len >= 4) {
+        uint32_t head, tail;
+
+        memcpy(&head, src, 4);
+        memcpy(&tail, src + len - 4, 4);
+        memcpy(dst, &head, 4);
+        memcpy(dst + len - 4, &tail, 4);
+    } else {
+        for (size_t i = 0; i < len; i++)
+            dst[i] = src[i];
+    }
+}
+
 /* Appends text; inline while it fits, because the renderer appends many
  * short pieces. */
 static inline void render_buf_append(struct render_buf *buf, const char *text, size_t len)
 {
     if (buf->data && !buf->failed && len < buf->cap - buf->len) {
-        memcpy(buf->data + buf->len, text, len);
+        render_copy_bytes(buf->data + buf->len, text, len);
         buf->len += len;
         buf->data[buf->len] = '\0';
         return;

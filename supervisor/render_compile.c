@@ -368,6 +368,51 @@ static int fallback_texts(struct render_template *tmpl, struct compiled_path *pa
     return path->fallback_json && path->fallback_text ? 0 : -1;
 }
 
+/* The text of an inline node when all its placeholders fall back to
+ * their schema defaults, kept when no block or variable placeholder can
+ * appear in it. */
+static int inline_fallback(struct render_template *tmpl, struct node *node)
+{
+    struct render_buf buf;
+    json_t *text;
+
+    memset(&buf, 0, sizeof(buf));
+    for (size_t i = 0; i < node->n; i++) {
+        const struct piece *piece = &node->u.pieces[i];
+
+        if (piece->kind == PIECE_TEXT)
+            render_buf_append(&buf, piece->text, piece->len);
+        else if (piece->path.fallback_text)
+            render_buf_append(&buf, piece->path.fallback_text, piece->path.fallback_text_len);
+        else
+            return 0; /* a path into the default, or no default: rendered each time */
+    }
+    if (buf.failed) {
+        render_buf_free(&buf);
+        return -1;
+    }
+    text = json_stringn_nocheck(buf.data ? buf.data : "", buf.len);
+    render_buf_free(&buf);
+    if (!text)
+        return -1;
+    if (render_tmpl_refs(text) == 0) {
+        if (!tmpl->block_lists)
+            tmpl->block_lists = json_array();
+        if (!tmpl->block_lists || json_array_append(tmpl->block_lists, text) < 0) {
+            json_decref(text);
+            return -1;
+        }
+        node->all_fallback = text;
+        node->all_fallback_json = json_text(tmpl, text, "", &node->all_fallback_json_len);
+        if (!node->all_fallback_json) {
+            json_decref(text);
+            return -1;
+        }
+    }
+    json_decref(text);
+    return 0;
+}
+
 static int prepare_fast(struct render_template *tmpl, struct node *node, int depth)
 {
 
@@ -398,7 +443,7 @@ static int prepare_fast(struct render_template *tmpl, struct node *node, int dep
                 fallback_texts(tmpl, &node->u.pieces[i].path, depth) < 0)
                 return -1;
         }
-        return 0;
+        return tmpl->fast ? inline_fallback(tmpl, node) : 0;
     case NODE_OBJECT:
     case NODE_ARRAY:
         if (node->dollar_ref)
@@ -540,6 +585,13 @@ struct render_template *render_template_compile(const json_t *base_template, cha
             goto nomem;
         if (strcmp(key, "env") == 0)
             tmpl->env_field = field;
+        field->base_field = -1;
+        for (int b = 0; b < 4; b++) {
+            static const char *const base[] = {"command", "env", "labels", "name"};
+
+            if (field->key_len == strlen(base[b]) && memcmp(key, base[b], field->key_len) == 0)
+                field->base_field = b;
+        }
     }
     if (tmpl->env_field && json_is_object(tmpl->env_field->value) &&
         index_keys(tmpl->env_field->value, &tmpl->env_index) < 0)

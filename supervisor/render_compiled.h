@@ -78,6 +78,13 @@ struct node {
     size_t raw_len;
     char *key_prefix; /* "key": as JSON text, for render_run */
     size_t key_prefix_len;
+    int base_field;            /* a field: 0-3 for command, env, labels, name, else -1 */
+    /* NODE_INLINE whose standard placeholders all have a whole-value
+     * fallback: the text when every one falls back, as a string value
+     * with its JSON text (NULL when the text may hold a reference). */
+    json_t *all_fallback;
+    char *all_fallback_json;
+    size_t all_fallback_json_len;
     int lit_refs;              /* NODE_LITERAL: RENDER_REFS_* of the value */
     const json_t *lit_blocks;  /* NODE_LITERAL: its block keys, when lit_refs is set */
 };

@@ -18,6 +18,26 @@
 
 #include "render.h"
 
+/* json_copy for an object: a new object sharing the members' values.
+ * The keys come from an object, so they need no UTF-8 check. */
+static json_t *shallow_copy(const json_t *object)
+{
+    json_t *copy = json_object();
+    const char *key;
+    json_t *value;
+    void *iter;
+
+    if (!copy)
+        return NULL;
+    RENDER_OBJECT_FOREACH((json_t *)object, iter, key, value) {
+        if (json_object_setn_nocheck(copy, key, json_object_iter_key_len(iter), value) < 0) {
+            json_decref(copy);
+            return NULL;
+        }
+    }
+    return copy;
+}
+
 json_t *render_merge_job_variables_checked(const json_t *deployment_vars, const json_t *run_vars,
                                            char *err, size_t errlen)
 {
@@ -36,7 +56,7 @@ json_t *render_merge_job_variables_checked(const json_t *deployment_vars, const 
                     render_type_name(run_vars));
         return NULL;
     }
-    merged = json_is_object(deployment_vars) ? json_copy((json_t *)deployment_vars) : json_object();
+    merged = json_is_object(deployment_vars) ? shallow_copy(deployment_vars) : json_object();
     if (!merged)
         goto nomem;
     if (!json_is_object(run_vars))
@@ -45,7 +65,7 @@ json_t *render_merge_job_variables_checked(const json_t *deployment_vars, const 
     dep_env = json_object_get(merged, "env");
     if (json_is_object(dep_env)) {
         json_t *run_env = json_object_get(run_vars, "env");
-        json_t *env = json_copy(dep_env);
+        json_t *env = shallow_copy(dep_env);
 
         if (!env)
             goto nomem;

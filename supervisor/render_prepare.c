@@ -406,28 +406,81 @@ static int build_labels(json_t *labels_out, const struct render_context *ctx, co
 }
 
 /* The name rendered with ctx values; returns a new reference. */
+/* The values a name renders with, {"ctx": {"flow": F, "flow_run": R}}:
+ * made once per thread, filled for one name and emptied again, because
+ * making and freeing three objects for each run costs more. */
+static _Thread_local json_t *name_values;
+static _Thread_local json_t *name_ctx;
+
+static json_t *name_values_for(const struct render_context *ctx, json_t **fresh_flow)
+{
+    json_t *flow = (json_t *)ctx->flow;
+
+    if (!name_values) {
+        name_ctx = json_pack("{snsn}", "flow", "flow_run");
+        name_values = name_ctx ? json_pack("{sO}", "ctx", name_ctx) : NULL;
+        if (!name_values) {
+            json_decref(name_ctx);
+            name_ctx = NULL;
+            return NULL;
+        }
+    }
+    /* A flow object of its own, so that a rendered name never shares one
+     * kept here. */
+    *fresh_flow = flow ? NULL : json_object();
+    if ((!flow && !*fresh_flow) ||
+        json_object_set_nocheck(name_ctx, "flow", flow ? flow : *fresh_flow) < 0 ||
+        json_object_set_nocheck(name_ctx, "flow_run", (json_t *)ctx->flow_run) < 0)
+        return NULL;
+    return name_values;
+}
+
+/* Drops the references name_values_for took. */
+static void name_values_clear(json_t *fresh_flow)
+{
+    if (name_ctx) {
+        json_object_set_new_nocheck(name_ctx, "flow", json_null());
+        json_object_set_new_nocheck(name_ctx, "flow_run", json_null());
+    }
+    json_decref(fresh_flow);
+}
+
+static int has_open_braces(const char *text, size_t len)
+{
+    const char *p = text;
+    const char *end = text + len;
+
+    while ((p = memchr(p, '{', (size_t)(end - p))) != NULL && p + 1 < end) {
+        if (p[1] == '{')
+            return 1;
+        p++;
+    }
+    return 0;
+}
+
 json_t *render_prepare_name(const struct render_context *ctx, json_t *name, const json_t *run_name,
                            char *err, size_t errlen)
 {
-    json_t *values = NULL;
-    json_t *inner = NULL;
     json_t *rendered = NULL;
 
-    if (render_truthy(name)) {
-        json_t *flow = ctx->flow ? (json_t *)ctx->flow : NULL;
+    /* A string without "{{" has no placeholder and renders as itself. */
+    if (render_truthy(name) &&
+        !(json_is_string(name) &&
+          !has_open_braces(json_string_value(name), json_string_length(name)))) {
+        json_t *fresh_flow = NULL;
+        json_t *values = name_values_for(ctx, &fresh_flow);
+        int rc;
 
-        inner = json_object();
-        values = json_object();
-        if (!inner || !values ||
-            json_object_set_new(inner, "flow", flow ? json_incref(flow) : json_object()) < 0 ||
-            json_object_set(inner, "flow_run", (json_t *)ctx->flow_run) < 0 ||
-            json_object_set(values, "ctx", inner) < 0) {
+        if (!values) {
+            name_values_clear(fresh_flow);
             render_errf(err, errlen, "out of memory");
-            goto fail;
+            return NULL;
         }
-        if (render_apply_values(name, values, ctx->environ_lookup, ctx->environ_arg, &rendered,
-                                err, errlen) < 0)
-            goto fail;
+        rc = render_apply_values(name, values, ctx->environ_lookup, ctx->environ_arg, &rendered,
+                                 err, errlen);
+        name_values_clear(fresh_flow);
+        if (rc < 0)
+            return NULL;
     }
     if (!rendered)
         rendered = json_incref(name);
@@ -435,14 +488,7 @@ json_t *render_prepare_name(const struct render_context *ctx, json_t *name, cons
         json_decref(rendered);
         rendered = json_incref((json_t *)run_name);
     }
-    json_decref(values);
-    json_decref(inner);
     return rendered;
-
-fail:
-    json_decref(values);
-    json_decref(inner);
-    return NULL;
 }
 
 /* True when config's first keys are command, env, labels, name. */

@@ -97,6 +97,7 @@ struct render_run {
     char run_id[37];           /* texts the prepare step formats */
     char flow_id[37], deployment_id[37], flow_uuid[37], deployment_uuid[37];
     char updated[64];
+    size_t base_at[4]; /* root positions of command, env, labels, name; -1 if absent */
 };
 
 /* Hands the run to the jansson steps. */
@@ -405,7 +406,7 @@ static void rv_append(struct render_buf *buf, const struct rv *value)
                 char *out = buf->data + buf->len;
 
                 *out = ',';
-                memcpy(out + (i > 0), m->prefix, m->prefix_len);
+                render_copy_bytes(out + (i > 0), m->prefix, m->prefix_len);
                 buf->len += m->prefix_len + (i > 0);
                 buf->data[buf->len] = '\0';
             } else {
@@ -487,9 +488,24 @@ static int fast_node(struct fast_apply *fa, const struct node *node, int depth, 
 
 static int fast_inline(struct fast_apply *fa, const struct node *node, int depth, struct rv *out)
 {
-    struct render_buf *buf = scratch(fa->rr);
+    struct render_buf *buf;
     char *text;
 
+    if (node->all_fallback) {
+        size_t i;
+
+        for (i = 0; i < node->n; i++)
+            if (node->u.pieces[i].kind == PIECE_STANDARD && fa->slots[node->u.pieces[i].path.slot])
+                break;
+        if (i == node->n) {
+            /* No job variable is set: the text made at compile time. */
+            set_json(out, node->all_fallback);
+            out->raw = node->all_fallback_json;
+            out->raw_len = node->all_fallback_json_len;
+            return 0;
+        }
+    }
+    buf = scratch(fa->rr);
     for (size_t i = 0; i < node->n; i++) {
         const struct piece *piece = &node->u.pieces[i];
 
@@ -679,6 +695,26 @@ static int fast_env_union(struct fast_apply *fa, const struct node *compiled,
         void *iter;
         size_t k = 0;
 
+        if (i == 0 && compiled && compiled->kind == NODE_OBJECT) {
+            /* The template's env: its compiled members, in the same order. */
+            for (k = 0; k < compiled->n; k++) {
+                const struct node *child = &compiled->u.children[k];
+                struct rmember *m = &out->u.members[out->n];
+                int rc = overrides[k] ? fast_uncompiled(fa, overrides[k], 1, &m->value)
+                                      : fast_node(fa, child, 1, &m->value);
+
+                if (rc < 0)
+                    return rc;
+                if (rc == 0) {
+                    m->key = child->key;
+                    m->key_len = child->key_len;
+                    m->prefix = child->key_prefix;
+                    m->prefix_len = child->key_prefix_len;
+                    out->n++;
+                }
+            }
+            continue;
+        }
         RENDER_OBJECT_FOREACH((json_t *)env->layer[i], iter, key, item) {
             size_t key_len = json_object_iter_key_len(iter);
             struct rmember *m = &out->u.members[out->n];
@@ -775,7 +811,9 @@ static int fast_apply(struct render_run *rr, json_t **blocks, char *err, size_t 
 
     rr->root.kind = RV_OBJECT;
     rr->root.n = 0;
-    rr->root.u.members = run_alloc(rr, (tmpl->nfields + 1) * sizeof(struct rmember));
+    /* Room for the env seeded by a default and the base fields the
+     * prepare step appends. */
+    rr->root.u.members = run_alloc(rr, (tmpl->nfields + 5) * sizeof(struct rmember));
     if (!rr->root.u.members)
         goto done;
     for (size_t i = 0; i < tmpl->nfields; i++) {
@@ -794,6 +832,8 @@ static int fast_apply(struct render_run *rr, json_t **blocks, char *err, size_t 
             m->key_len = field->key_len;
             m->prefix = field->key_prefix;
             m->prefix_len = field->key_prefix_len;
+            if (field->base_field >= 0)
+                rr->base_at[field->base_field] = rr->root.n;
             rr->root.n++;
         }
     }
@@ -808,6 +848,7 @@ static int fast_apply(struct render_run *rr, json_t **blocks, char *err, size_t 
             m->key_len = 3;
             m->prefix = "\"env\":";
             m->prefix_len = 6;
+            rr->base_at[1] = rr->root.n;
             rr->root.n++;
         }
     }
@@ -901,6 +942,8 @@ struct render_run *render_run_new(const struct render_template *tmpl, const json
     rr->environ_arg = environ_arg;
     rr->stage = 1;
     rr->fast = 1;
+    for (size_t b = 0; b < 4; b++)
+        rr->base_at[b] = (size_t)-1;
     if (fast_apply(rr, blocks, err, errlen) < 0) {
         if (blocks) {
             json_decref(*blocks);
@@ -1052,6 +1095,15 @@ struct rdict {
     uint64_t lengths;  /* bit (length % 64) set for each of those keys */
 };
 
+/* New keys are compared with the keys set so far only. */
+static void dict_search_set(struct rdict *d)
+{
+    d->search = d->n;
+    d->lengths = 0;
+    for (size_t i = 0; i < d->n; i++)
+        d->lengths |= (uint64_t)1 << (d->members[i].key_len & 63);
+}
+
 static int dict_set(struct render_run *rr, struct rdict *d, const char *key, size_t key_len,
                     const struct rv *value)
 {
@@ -1073,8 +1125,6 @@ static int dict_set(struct render_run *rr, struct rdict *d, const char *key, siz
         d->members = grown;
         d->cap = cap;
     }
-    if (d->n < d->search)
-        d->lengths |= (uint64_t)1 << (key_len & 63);
     d->members[d->n].key = key;
     d->members[d->n].key_len = key_len;
     d->members[d->n].prefix = NULL;
@@ -1200,6 +1250,9 @@ static int build_env(struct render_run *rr, const struct render_context *ctx,
 
     if (config_env && members_of(rr, config_env, &members, &n) < 0)
         return DECLINE;
+    /* Each group of keys below differs within itself, so a new key is
+     * compared only with the groups set before it. */
+    dict_search_set(env);
     if (ctx->settings_env && json_is_object(ctx->settings_env)) {
         const char *key;
         json_t *item;
@@ -1214,6 +1267,7 @@ static int build_env(struct render_run *rr, const struct render_context *ctx,
             has_null |= json_is_null(item);
         }
     }
+    dict_search_set(env);
     if (dict_set_text(rr, env, LIT_KEY("PREFECT__FLOW_RUN_ID"), run_id) < 0 ||
         (ctx->worker_id && dict_set_text(rr, env, LIT_KEY("PREFECT__WORKER_ID"), ctx->worker_id) < 0) ||
         (ctx->worker_name &&
@@ -1237,9 +1291,7 @@ static int build_env(struct render_run *rr, const struct render_context *ctx,
     if (value && render_truthy(value) &&
         dict_set_json(rr, env, LIT_KEY("PREFECT__DEPLOYMENT_NAME"), value) < 0)
         return DECLINE;
-    /* The rendered env's keys differ from each other: each needs
-     * comparing with the keys set above only. */
-    env->search = env->n;
+    dict_search_set(env);
     for (size_t i = 0; i < n; i++) {
         const struct rv *item = &members[i].value;
         struct rv text = *item;
@@ -1289,6 +1341,9 @@ static int build_labels(struct render_run *rr, const struct render_context *ctx,
             if (string_or_null(&members[i].value) != 1)
                 return DECLINE;
     }
+    /* The prefect.io/ keys differ from each other; the rendered labels'
+     * keys differ from each other and are compared with them. */
+    dict_search_set(labels);
     if (dict_set_text(rr, labels, LIT_KEY("prefect.io/flow-run-id"), run_id) < 0 ||
         dict_set_json(rr, labels, LIT_KEY("prefect.io/flow-run-name"), run_name) < 0 ||
         dict_set_text(rr, labels, LIT_KEY("prefect.io/version"),
@@ -1326,7 +1381,7 @@ static int build_labels(struct render_run *rr, const struct render_context *ctx,
                 return DECLINE;
         }
     }
-    labels->search = labels->n;
+    dict_search_set(labels);
     for (size_t i = 0; i < n; i++) {
         if (dict_set_member(rr, labels, &members[i], &members[i].value) < 0)
             return DECLINE;
@@ -1337,12 +1392,16 @@ static int build_labels(struct render_run *rr, const struct render_context *ctx,
 static int fast_prepare(struct render_run *rr, const struct render_context *ctx, char *err,
                         size_t errlen)
 {
-    static const char *const base[] = {"command", "env", "labels", "name"};
-    static const size_t base_len[] = {7, 3, 6, 4};
+    static const struct lit_key base[] = {
+        {"command", 7, "\"command\":", 10},
+        {"env", 3, "\"env\":", 6},
+        {"labels", 6, "\"labels\":", 9},
+        {"name", 4, "\"name\":", 7},
+    };
     struct rv *found[4] = {NULL};
-    size_t at[4] = {(size_t)-1, (size_t)-1, (size_t)-1, (size_t)-1};
+    const size_t *at = rr->base_at;
     struct rv final[4];
-    struct rdict env = {.search = (size_t)-1}, labels = {.search = (size_t)-1};
+    struct rdict env = {0}, labels = {0};
     const json_t *run_name;
     json_t *name;
     json_t *rendered;
@@ -1357,15 +1416,9 @@ static int fast_prepare(struct render_run *rr, const struct render_context *ctx,
     run_name = json_object_get(ctx->flow_run, "name");
     if (!json_is_string(run_name))
         return DECLINE;
-    for (size_t i = 0; i < rr->root.n; i++) {
-        struct rmember *m = &rr->root.u.members[i];
-
-        for (size_t b = 0; b < 4; b++)
-            if (m->key_len == base_len[b] && memcmp(m->key, base[b], m->key_len) == 0) {
-                found[b] = &m->value;
-                at[b] = i;
-            }
-    }
+    for (size_t b = 0; b < 4; b++)
+        if (at[b] != (size_t)-1)
+            found[b] = &rr->root.u.members[at[b]].value;
 
     /* command: a string or null; "" and null become the default. */
     if (found[0] && string_or_null(found[0]) < 0)
@@ -1376,8 +1429,8 @@ static int fast_prepare(struct render_run *rr, const struct render_context *ctx,
         final[0].kind = RV_TEXT;
         final[0].u.text = "prefect flow-run execute";
         final[0].n = strlen(final[0].u.text);
+        final[0].raw = NULL;
     }
-    final[0].raw = NULL;
 
     /* name: a string or null, rendered with the flow run. */
     if (found[3] && string_or_null(found[3]) < 0)
@@ -1412,24 +1465,22 @@ static int fast_prepare(struct render_run *rr, const struct render_context *ctx,
     final[2].u.members = labels.members;
     final[2].n = labels.n;
 
-    /* Existing fields keep their place; missing ones go last in order. */
+    /* Existing fields keep their place; missing ones go last in order
+     * (the root has room for them). */
+    members = rr->root.u.members;
     n = rr->root.n;
-    members = run_alloc(rr, (n + 4) * sizeof(*members));
-    if (!members)
-        return DECLINE;
-    memcpy(members, rr->root.u.members, n * sizeof(*members));
     for (size_t b = 0; b < 4; b++) {
         if (at[b] != (size_t)-1) {
             members[at[b]].value = final[b];
         } else {
-            members[n].key = base[b];
-            members[n].key_len = base_len[b];
-            members[n].prefix = NULL;
+            members[n].key = base[b].key;
+            members[n].key_len = base[b].len;
+            members[n].prefix = base[b].prefix;
+            members[n].prefix_len = base[b].prefix_len;
             members[n].value = final[b];
             n++;
         }
     }
-    rr->root.u.members = members;
     rr->root.n = n;
     return 0;
 }

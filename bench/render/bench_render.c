@@ -168,6 +168,7 @@ int main(int argc, char **argv)
     struct inputs in;
     json_t *flow_run = json_pack("{ssssss}", "id", "6f1b0c1e-5a49-4f7e-9a39-3c1d1d4d1a01", "name",
                                  "crimson-owl", "flow_id", "7b2c6d3e-1f0a-4b6c-8d9e-0a1b2c3d4e5f");
+    json_t *flow = json_pack("{ssss}", "id", "7b2c6d3e-1f0a-4b6c-8d9e-0a1b2c3d4e5f", "name", "etl");
     json_t *settings = json_pack("{ss}", "PREFECT_API_URL", "http://127.0.0.1:4200/api");
     struct mode modes[] = {
         {"run", render_arena, NULL, NULL},
@@ -188,7 +189,7 @@ int main(int argc, char **argv)
                           "document:0b1d2c3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e", "user", "u",
                           "password", "p");
     in.vars = json_pack("{ss}", "tag", "1.2.3");
-    in.ctx = (struct render_context){.flow_run = flow_run, .work_pool_name = "pool",
+    in.ctx = (struct render_context){.flow_run = flow_run, .flow = flow, .work_pool_name = "pool",
                                      .work_pool_id = "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f62",
                                      .worker_name = "w", .settings_env = settings};
     /* The supervisor compiles its pool's template once and renders every
@@ -253,6 +254,7 @@ int main(int argc, char **argv)
     json_decref(in.blocks);
     json_decref(in.vars);
     json_decref(flow_run);
+    json_decref(flow);
     json_decref(settings);
     return 0;
 }
