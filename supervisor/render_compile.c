@@ -375,9 +375,10 @@ static int inline_fallback(struct render_template *tmpl, struct node *node)
 {
     struct render_buf buf;
     json_t *text;
+    size_t i;
 
     memset(&buf, 0, sizeof(buf));
-    for (size_t i = 0; i < node->n; i++) {
+    for (i = 0; i < node->n; i++) {
         const struct piece *piece = &node->u.pieces[i];
 
         if (piece->kind == PIECE_TEXT)
@@ -385,7 +386,11 @@ static int inline_fallback(struct render_template *tmpl, struct node *node)
         else if (piece->path.fallback_text)
             render_buf_append(&buf, piece->path.fallback_text, piece->path.fallback_text_len);
         else
-            return 0; /* a path into the default, or no default: rendered each time */
+            break; /* a path into the default, or no default: rendered each time */
+    }
+    if (i < node->n) {
+        render_buf_free(&buf);
+        return 0;
     }
     if (buf.failed) {
         render_buf_free(&buf);
