@@ -283,6 +283,8 @@ static int compile_node(struct compile_ctx *cc, const json_t *value, struct node
                         int depth)
 {
     node->value = value;
+    if (depth > cc->tmpl->max_depth)
+        cc->tmpl->max_depth = depth;
     if (depth > RENDER_MAX_DEPTH) {
         render_errf(cc->err, cc->errlen, "template nests deeper than %d levels",
                     RENDER_MAX_DEPTH);
@@ -296,9 +298,7 @@ static int compile_node(struct compile_ctx *cc, const json_t *value, struct node
     return 0;
 }
 
-/* Prepares node at depth for render_run: the JSON text of each literal
- * part that holds no '{' and no "$ref", and tmpl->fast cleared for what
- * render_run leaves to the jansson steps.  Returns 0 or -1 (no memory). */
+/* The JSON text of value followed by tail, in the template's arena. */
 static char *json_text(struct render_template *tmpl, const json_t *value, const char *tail,
                        size_t *len)
 {
@@ -418,13 +418,13 @@ static int inline_fallback(struct render_template *tmpl, struct node *node)
     return 0;
 }
 
+/* Prepares node, at depth in the template, for render_run: the JSON text
+ * of each literal part that contains no '{' and no "$ref", the texts of
+ * schema defaults, and tmpl->fast cleared for the shapes render_run leaves
+ * to the jansson steps.  Returns 0 or -1 (no memory). */
 static int prepare_fast(struct render_template *tmpl, struct node *node, int depth)
 {
 
-    if (depth > RENDER_RUN_MAX_DEPTH) {
-        tmpl->fast = 0;
-        return 0;
-    }
     switch (node->kind) {
     case NODE_LITERAL:
         if (node->has_brace || node->may_ref) {
@@ -601,7 +601,10 @@ struct render_template *render_template_compile(const json_t *base_template, cha
     if (tmpl->env_field && json_is_object(tmpl->env_field->value) &&
         index_keys(tmpl->env_field->value, &tmpl->env_index) < 0)
         goto nomem;
-    tmpl->fast = json_object_getn(tmpl->job_config, "$ref", 4) == NULL;
+    /* Deep templates stay with the jansson steps, whose walks report
+     * nesting beyond RENDER_MAX_DEPTH in a configuration. */
+    tmpl->fast = json_object_getn(tmpl->job_config, "$ref", 4) == NULL &&
+                 tmpl->max_depth <= RENDER_RUN_MAX_DEPTH;
     for (i = 0; i < tmpl->nfields && tmpl->fast; i++)
         if (key_prefix(tmpl, &tmpl->fields[i]) < 0 || prepare_fast(tmpl, &tmpl->fields[i], 0) < 0)
             goto nomem;

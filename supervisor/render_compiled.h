@@ -112,6 +112,7 @@ struct render_template {
     size_t nslots;
     struct arena_block *arena;
     int fast; /* render_run may build the configuration without jansson trees */
+    int max_depth; /* deepest nesting of job_configuration's values */
 };
 
 /* Points each slot at the job variable of its name: one lookup per job

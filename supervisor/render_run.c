@@ -14,11 +14,11 @@
  * Every step gives what the jansson steps give (render_template_apply,
  * render_resolve_blocks_collect, render_resolve_variables, render_prepare,
  * then json_dumps with JSON_COMPACT): the same text and the same lists.
- * Shapes this file does not build (a "$ref" key in the template, env
- * placeholders, containers rendered into the env, nesting beyond
- * RENDER_RUN_MAX_DEPTH) and every error hand the run to the jansson steps,
- * which render it again from its inputs and report the error in their own
- * words.
+ * Some shapes are not built here: a "$ref" key in the template, env
+ * placeholders, containers rendered into the env, and templates nested
+ * deeper than RENDER_RUN_MAX_DEPTH.  For those, and on every error, the
+ * run goes to the jansson steps.  They render it again from its inputs and
+ * report the error in their own words.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -84,6 +84,7 @@ struct render_run {
     int stage;         /* steps done: 1 applied, 2 blocks, 3 variables */
     int fast;          /* the arena tree is in use; else config is */
     json_t *config;    /* the jansson steps' configuration */
+    int config_stage;  /* steps applied to config, as stage counts them */
 
     json_t *vars;      /* the job variables with dotted keys expanded */
     struct rv root;
@@ -205,9 +206,9 @@ static const unsigned char needs_escape[256] = {
 };
 
 /* Whether any of the 8 bytes in x is below 0x20, '"' or '\\'.  For a
- * byte b below 0x80, (b - c) & ~b has its high bit set exactly when b < c,
- * and a borrow only runs into higher bytes after such a byte, so the test
- * is exact for "some byte matches"; bytes from 0x80 up never match. */
+ * byte b below 0x80, (b - c) & ~b has its high bit set exactly when b < c.
+ * A borrow only runs into higher bytes after such a byte, so the test is
+ * exact for "some byte matches", and bytes from 0x80 up never match. */
 static inline int word_needs_escape(uint64_t x)
 {
     const uint64_t ones = 0x0101010101010101ULL;
@@ -887,32 +888,38 @@ static const char *default_getenv(const char *name, void *arg)
     return getenv(name);
 }
 
-/* Renders the run again with the jansson steps up to rr->stage.  Returns
- * 0, or -1 with err (the error those steps report). */
+/* Brings the jansson steps' configuration up to rr->stage: renders it
+ * from the run's inputs when there is none yet, then applies each step
+ * not yet applied to it, once.  *blocks gets the apply step's block list
+ * and *names the block step's variable list, when that step runs here.
+ * Returns 0, or -1 with err (the error those steps report). */
 static int go_slow(struct render_run *rr, json_t **blocks, json_t **names, char *err,
                    size_t errlen)
 {
-    json_t *list = NULL;
-
     rr->fast = 0;
     if (!rr->config) {
         rr->config = render_template_apply(rr->tmpl, rr->job_vars, rr->environ_lookup,
                                            rr->environ_arg, blocks, err, errlen);
         if (!rr->config)
             return -1;
+        rr->config_stage = 1;
     }
-    if (rr->stage >= 2) {
-        list = render_resolve_blocks_collect(rr->config, rr->blocks, err, errlen);
+    if (rr->stage >= 2 && rr->config_stage < 2) {
+        json_t *list = render_resolve_blocks_collect(rr->config, rr->blocks, err, errlen);
+
         if (!list)
             return -1;
+        rr->config_stage = 2;
         if (names)
             *names = list;
         else
             json_decref(list);
     }
-    if (rr->stage >= 3 &&
-        render_resolve_variables(rr->config, rr->variables, err, errlen) < 0)
-        return -1;
+    if (rr->stage >= 3 && rr->config_stage < 3) {
+        if (render_resolve_variables(rr->config, rr->variables, err, errlen) < 0)
+            return -1;
+        rr->config_stage = 3;
+    }
     return 0;
 }
 
@@ -1389,6 +1396,22 @@ static int build_labels(struct render_run *rr, const struct render_context *ctx,
     return 0;
 }
 
+/* Whether the context's text is valid UTF-8 (NULL counts as valid), as
+ * the jansson steps require when they make strings of it. */
+static int context_text_ok(const char *text)
+{
+    json_t *string;
+
+    if (!text)
+        return 1;
+    for (const unsigned char *p = (const unsigned char *)text; *p < 0x80; p++)
+        if (*p == '\0')
+            return 1;
+    string = json_string(text);
+    json_decref(string);
+    return string != NULL;
+}
+
 static int fast_prepare(struct render_run *rr, const struct render_context *ctx, char *err,
                         size_t errlen)
 {
@@ -1409,6 +1432,10 @@ static int fast_prepare(struct render_run *rr, const struct render_context *ctx,
     struct rmember *members;
     size_t n;
 
+    if (!context_text_ok(ctx->worker_id) || !context_text_ok(ctx->worker_name) ||
+        !context_text_ok(ctx->prefect_version) || !context_text_ok(ctx->work_pool_name) ||
+        !context_text_ok(ctx->work_pool_id))
+        return DECLINE;
     if (!json_is_object(ctx->flow_run) || (ctx->flow && !json_is_object(ctx->flow)) ||
         (ctx->deployment && !json_is_object(ctx->deployment)) ||
         render_prepare_uuid(ctx->flow_run, "flow run", "id", 1, rr->run_id, err, errlen) < 0)

@@ -7,9 +7,9 @@
  *
  * usage: bench_render [RENDERS_PER_RUN [RUNS [run|trees]]]
  *
- * Both ways of rendering are timed by turns unless one is named: "run" is
- * render_run, the supervisor's path; "trees" is the jansson steps followed
- * by json_dumps.
+ * Both ways of rendering are timed by turns unless one is named.  "run" is
+ * render_run, the supervisor's path, and "trees" is the jansson steps
+ * followed by json_dumps.
  */
 #include <stdio.h>
 #include <stdlib.h>
