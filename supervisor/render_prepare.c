@@ -458,6 +458,89 @@ static int has_open_braces(const char *text, size_t len)
     return 0;
 }
 
+/* The ctx object a placeholder name starts in, and the rest of the name
+ * after its separator: "ctx.flow_run.REST" and "ctx.flow.REST".  Splitting
+ * the whole name into segments gives "ctx", the object's key, then the
+ * segments of REST, so looking REST up in the object is the same lookup.
+ * Returns 0 for any other name. */
+static int ctx_path(const struct render_context *ctx, const char *name, size_t len,
+                    const json_t **object, const char **rest, size_t *rest_len)
+{
+    static const char run_prefix[] = "ctx.flow_run.";
+    static const char flow_prefix[] = "ctx.flow.";
+
+    if (len >= sizeof(run_prefix) - 1 && memcmp(name, run_prefix, sizeof(run_prefix) - 1) == 0) {
+        *object = ctx->flow_run;
+        *rest = name + sizeof(run_prefix) - 1;
+        *rest_len = len - (sizeof(run_prefix) - 1);
+        return 1;
+    }
+    if (len >= sizeof(flow_prefix) - 1 && memcmp(name, flow_prefix, sizeof(flow_prefix) - 1) == 0) {
+        *object = ctx->flow; /* NULL stands for {}, where every lookup fails */
+        *rest = name + sizeof(flow_prefix) - 1;
+        *rest_len = len - (sizeof(flow_prefix) - 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* render_apply_values of a name whose placeholders are inline, standard
+ * ones are all ctx paths, and the others are block or variable
+ * placeholders (kept as text), without building the values object.
+ * Returns 1 with *rendered set, 0 when the name has another shape, or -1
+ * when out of memory. */
+static int render_name_inline(const struct render_context *ctx, const json_t *name,
+                              json_t **rendered)
+{
+    const char *text = json_string_value(name);
+    size_t len = json_string_length(name);
+    struct render_buf buf;
+    struct render_ph ph;
+    size_t pos = 0;
+
+    if (!render_ph_next(text, len, 0, &ph) || (ph.start == 0 && ph.end == len))
+        return 0;
+    do {
+        const json_t *object = NULL;
+        const char *rest = NULL;
+        size_t rest_len = 0;
+
+        if (ph.kind == RENDER_PH_ENV ||
+            (ph.kind == RENDER_PH_STANDARD &&
+             !ctx_path(ctx, text + ph.name_start, ph.name_end - ph.name_start, &object, &rest,
+                       &rest_len)))
+            return 0;
+        pos = ph.end;
+    } while (render_ph_next(text, len, pos, &ph));
+
+    memset(&buf, 0, sizeof(buf));
+    pos = 0;
+    while (render_ph_next(text, len, pos, &ph)) {
+        const json_t *object = NULL;
+        const char *rest = NULL;
+        size_t rest_len = 0;
+
+        render_buf_append(&buf, text + pos, ph.start - pos);
+        if (ph.kind == RENDER_PH_STANDARD) {
+            json_t *value;
+
+            ctx_path(ctx, text + ph.name_start, ph.name_end - ph.name_start, &object, &rest,
+                     &rest_len);
+            value = object ? render_lookup(object, rest, rest_len) : NULL;
+            if (value)
+                render_pytext_append(&buf, value, 1);
+            json_decref(value);
+        } else {
+            render_buf_append(&buf, text + ph.start, ph.end - ph.start);
+        }
+        pos = ph.end;
+    }
+    render_buf_append(&buf, text + pos, len - pos);
+    *rendered = buf.failed ? NULL : json_stringn_nocheck(buf.data ? buf.data : "", buf.len);
+    render_buf_free(&buf);
+    return *rendered ? 1 : -1;
+}
+
 json_t *render_prepare_name(const struct render_context *ctx, json_t *name, const json_t *run_name,
                            char *err, size_t errlen)
 {
@@ -468,19 +551,26 @@ json_t *render_prepare_name(const struct render_context *ctx, json_t *name, cons
         !(json_is_string(name) &&
           !has_open_braces(json_string_value(name), json_string_length(name)))) {
         json_t *fresh_flow = NULL;
-        json_t *values = name_values_for(ctx, &fresh_flow);
-        int rc;
+        json_t *values;
+        int rc = json_is_string(name) ? render_name_inline(ctx, name, &rendered) : 0;
 
-        if (!values) {
+        if (rc < 0) {
+            render_errf(err, errlen, "out of memory");
+            return NULL;
+        }
+        values = rc ? NULL : name_values_for(ctx, &fresh_flow);
+        if (!rc && !values) {
             name_values_clear(fresh_flow);
             render_errf(err, errlen, "out of memory");
             return NULL;
         }
-        rc = render_apply_values(name, values, ctx->environ_lookup, ctx->environ_arg, &rendered,
-                                 err, errlen);
-        name_values_clear(fresh_flow);
-        if (rc < 0)
-            return NULL;
+        if (!rc) {
+            rc = render_apply_values(name, values, ctx->environ_lookup, ctx->environ_arg,
+                                     &rendered, err, errlen);
+            name_values_clear(fresh_flow);
+            if (rc < 0)
+                return NULL;
+        }
     }
     if (!rendered)
         rendered = json_incref(name);

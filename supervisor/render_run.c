@@ -101,6 +101,10 @@ struct render_run {
     size_t base_at[4]; /* root positions of command, env, labels, name; -1 if absent */
 };
 
+/* One freed run (with its first arena block) kept for the next
+ * render_run_new of the same thread. */
+static _Thread_local struct render_run *spare_run;
+
 /* Hands the run to the jansson steps. */
 #define DECLINE (-2)
 
@@ -929,7 +933,12 @@ struct render_run *render_run_new(const struct render_template *tmpl, const json
 {
     size_t head = (sizeof(struct render_run) + sizeof(max_align_t) - 1) / sizeof(max_align_t) *
                   sizeof(max_align_t);
-    struct render_run *rr = malloc(head + sizeof(struct run_block) + RUN_FIRST_BLOCK);
+    struct render_run *rr = spare_run;
+
+    /* The run freed last on this thread, whose memory is still in cache. */
+    spare_run = NULL;
+    if (!rr)
+        rr = malloc(head + sizeof(struct run_block) + RUN_FIRST_BLOCK);
 
     if (blocks)
         *blocks = NULL;
@@ -1576,5 +1585,8 @@ void render_run_free(struct render_run *rr)
     json_decref(rr->config);
     json_decref(rr->vars);
     render_buf_free(&rr->scratch);
-    free(rr);
+    if (!spare_run)
+        spare_run = rr;
+    else
+        free(rr);
 }

@@ -10,7 +10,9 @@
  *     leaves and returns what render_collect_variables then lists;
  *   - render_run gives the text json_dumps gives for the configuration of
  *     the jansson steps (with and without the prepare step), the same
- *     block and variable lists, and the same errors.
+ *     block and variable lists, and the same errors;
+ *   - the prepare step's name, which renders most names without building
+ *     the ctx values object, equals render_apply_values with that object.
  *
  * All of it runs with render_pool_install's allocator (except in
  * AddressSanitizer builds, where it installs nothing), after a check that
@@ -26,6 +28,7 @@
 #include <sys/stat.h>
 
 #include "render.h"
+#include "render_compiled.h"
 #include "yamljson.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -305,6 +308,86 @@ static void check_case(const char *cases, const char *name)
     json_decref(vars);
 }
 
+/* The name the prepare step gives for each template in a table, against
+ * render_apply_values with {"ctx": {"flow": ..., "flow_run": ...}}, with
+ * and without a flow. */
+static void check_names(void)
+{
+    static const char *const names[] = {
+        "job-{{ ctx.flow_run.name }}",
+        "{{ctx.flow_run.name}}-{{ ctx.flow.name }}",
+        "x{{ ctx.flow_run.tags[0] }}",
+        "x{{ ctx.flow_run.tags[1] }}|{{ ctx.flow_run.tags.0 }}",
+        "x{{ ctx.flow_run.parameters.a.b }}/{{ ctx.flow_run.parameters[a][b] }}",
+        "a{{ ctx.flow_run. }}b",
+        "a{{ ctx.flow_run.]name }}b",
+        "a{{ ctx.flow_run.name] }}b",
+        "{{ ctx.flow.name }}y",
+        "{{ ctx.flow.id }}{{ ctx.flow. }}",
+        "{{ ctx.flow_run.missing }}z",
+        "{{ ctx.flow_run.missing }}{{ ctx.flow.missing }}",
+        "p{{ prefect.blocks.a.b }}-{{ ctx.flow_run.name }}",
+        "p{{ prefect.variables.v }}{{ctx.flow_run.id}}",
+        "{{ ctx.flow_run.name }}",
+        "{{ ctx.flow_run.missing }}",
+        "n{{ $HOME }}{{ ctx.flow_run.name }}",
+        "{{ ctx.flow_run.state.type }}x",
+        "{{ ctx.flow_run.parameters }}x",
+        "{{ ctx.flow_run.tags }}x",
+        "{{ ctx.flow_run.run_count }}x{{ ctx.flow_run.flag }}{{ ctx.flow_run.none }}",
+        "{{ ctx.flow_run.ratio }}x",
+        "{{ ctx }}x{{ ctx.flow_run }}",
+        "{{ ctx.flow_runs.name }}x{{ ctx.flows.name }}",
+        "{{ other.flow_run.name }}x",
+        "\u00e9{{ ctx.flow_run.name }}\u00e9",
+        "{{ ctx.flow_run.name }}{{ ctx.flow_run.name }}",
+        "{ {{ ctx.flow_run.name }} }",
+        "{{ ctx.flow_run.name }",
+        "",
+        "plain",
+    };
+    json_t *run = json_pack("{ss ss s[ss] s{s{si}} s{ss} si sb sn sf}", "id",
+                            "6f1b0c1e-5a49-4f7e-9a39-3c1d1d4d1a01", "name", "crimson-owl",
+                            "tags", "t0", "t1", "parameters", "a", "b", 3, "state", "type",
+                            "RUNNING", "run_count", 2, "flag", 1, "none", "ratio", 0.5);
+    json_t *flow = json_pack("{ssss}", "id", "7b2c6d3e-1f0a-4b6c-8d9e-0a1b2c3d4e5f", "name",
+                             "etl");
+    json_t *run_name = json_object_get(run, "name");
+
+    for (int with_flow = 0; with_flow < 2; with_flow++) {
+        struct render_context ctx = {.flow_run = run, .flow = with_flow ? flow : NULL};
+        json_t *flow_value = with_flow ? json_incref(flow) : json_object();
+        json_t *values = json_pack("{s{sosO}}", "ctx", "flow", flow_value, "flow_run", run);
+
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+            char err[512];
+            json_t *name = json_string(names[i]);
+            json_t *expected = NULL;
+            json_t *got = render_prepare_name(&ctx, name, run_name, err, sizeof(err));
+
+            if (render_apply_values(name, values, NULL, NULL, &expected, err, sizeof(err)) < 0)
+                expected = NULL;
+            else if (!expected)
+                expected = json_incref(name);
+            if (expected && !render_truthy(expected)) {
+                json_decref(expected);
+                expected = json_incref(run_name);
+            }
+            if (!expected || !got || !same_json(expected, got)) {
+                fprintf(stderr, "  name template: %s (flow %s)\n", names[i],
+                        with_flow ? "given" : "absent");
+                fail("names", "the prepare step renders a name differently");
+            }
+            json_decref(name);
+            json_decref(expected);
+            json_decref(got);
+        }
+        json_decref(values);
+    }
+    json_decref(run);
+    json_decref(flow);
+}
+
 /* Blocks of every size up to past the cached ones, twice, so the second
  * round reuses cached blocks; blocks from malloc are freed into it too. */
 static void check_pool(void)
@@ -340,6 +423,7 @@ int main(int argc, char **argv)
     }
     check_pool();
     render_pool_install();
+    check_names();
     d = opendir(argv[1]);
     if (!d) {
         perror(argv[1]);
