@@ -43,11 +43,170 @@ peer_name(const struct peer *p)
     return p && p->executor_id ? p->executor_id : "unknown";
 }
 
+/* ---- indexes ------------------------------------------------------------ */
+
+/*
+ * Two hash tables of PEERS_BUCKETS chains find a peer by (socket, routing id)
+ * or by executor id, and a doubly linked queue orders the live peers by
+ * last_seen_ms.  Invariant: a peer is in the routing id table and in the
+ * queue exactly while its state is PEER_LIVE.  The tables are allocated with
+ * the first HELLO and freed by peers_free_all().
+ */
+#define PEERS_BUCKETS 4096   /* a power of two; WORKER_MAX_PEERS peers fit at load 1 */
+
+/* FNV-1a, with the high bits folded in because only the low bits index. */
+static uint64_t
+peers_fnv1a(uint64_t h, const unsigned char *data, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        h ^= data[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static size_t
+peers_bucket(uint64_t h)
+{
+    return (size_t)((h ^ (h >> 32)) & (PEERS_BUCKETS - 1));
+}
+
+static size_t
+peers_rid_bucket(const void *sock, const unsigned char *rid, size_t len)
+{
+    uintptr_t s = (uintptr_t)sock;
+    uint64_t h = peers_fnv1a(14695981039346656037ULL, (const unsigned char *)&s, sizeof s);
+
+    return peers_bucket(peers_fnv1a(h, rid, len));
+}
+
+static size_t
+peers_id_bucket(const char *executor_id)
+{
+    return peers_bucket(peers_fnv1a(14695981039346656037ULL, (const unsigned char *)executor_id,
+                                    strlen(executor_id)));
+}
+
+/* Allocates both tables on first use.  Returns 0, or -1 when out of memory. */
+static int
+peers_index_init(struct worker *w)
+{
+    if (w->peers_by_rid && w->peers_by_id)
+        return 0;
+    free(w->peers_by_rid);
+    free(w->peers_by_id);
+    w->peers_by_rid = calloc(PEERS_BUCKETS, sizeof *w->peers_by_rid);
+    w->peers_by_id = calloc(PEERS_BUCKETS, sizeof *w->peers_by_id);
+    if (w->peers_by_rid == NULL || w->peers_by_id == NULL) {
+        free(w->peers_by_rid);
+        free(w->peers_by_id);
+        w->peers_by_rid = w->peers_by_id = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void
+peers_id_link(struct worker *w, struct peer *p)
+{
+    struct peer **head = &w->peers_by_id[peers_id_bucket(p->executor_id)];
+
+    p->id_next = *head;
+    *head = p;
+}
+
+/* Links a peer into its routing id chain, which is kept newest peer first.
+ * Two live peers share a routing id on one socket when one connection sends
+ * HELLO under two executor ids.  Then the newer peer gets the messages, as
+ * the first match on w->peers would. */
+static void
+peers_rid_link(struct worker *w, struct peer *p)
+{
+    struct peer **pp = &w->peers_by_rid[peers_rid_bucket(p->sock, p->rid, p->rid_len)];
+
+    while (*pp && (*pp)->serial > p->serial)
+        pp = &(*pp)->rid_next;
+    p->rid_next = *pp;
+    *pp = p;
+}
+
+static void
+peers_rid_unlink(struct worker *w, struct peer *p)
+{
+    struct peer **pp = &w->peers_by_rid[peers_rid_bucket(p->sock, p->rid, p->rid_len)];
+
+    while (*pp && *pp != p)
+        pp = &(*pp)->rid_next;
+    if (*pp)
+        *pp = p->rid_next;
+    p->rid_next = NULL;
+}
+
+static void
+peers_seen_unlink(struct worker *w, struct peer *p)
+{
+    if (p->seen_prev == NULL && w->seen_head != p)
+        return;   /* not queued */
+    if (p->seen_prev)
+        p->seen_prev->seen_next = p->seen_next;
+    else
+        w->seen_head = p->seen_next;
+    if (p->seen_next)
+        p->seen_next->seen_prev = p->seen_prev;
+    else
+        w->seen_tail = p->seen_prev;
+    p->seen_prev = p->seen_next = NULL;
+}
+
+/* Sets a live peer's last_seen_ms and moves it to its place in the queue:
+ * the tail, unless the clock gave an earlier time than a peer already there. */
+static void
+peers_seen(struct worker *w, struct peer *p, int64_t now)
+{
+    struct peer *after;
+
+    peers_seen_unlink(w, p);
+    p->last_seen_ms = now;
+    for (after = w->seen_tail; after && after->last_seen_ms > now; after = after->seen_prev)
+        ;
+    p->seen_prev = after;
+    p->seen_next = after ? after->seen_next : w->seen_head;
+    if (p->seen_next)
+        p->seen_next->seen_prev = p;
+    else
+        w->seen_tail = p;
+    if (after)
+        after->seen_next = p;
+    else
+        w->seen_head = p;
+}
+
+/* Makes a peer live on its current sock and rid, seen at now. */
+static void
+peers_set_live(struct worker *w, struct peer *p, int64_t now)
+{
+    p->state = PEER_LIVE;
+    peers_rid_link(w, p);
+    peers_seen(w, p, now);
+}
+
+static void
+peers_set_gone(struct worker *w, struct peer *p)
+{
+    if (p->state != PEER_LIVE)
+        return;
+    p->state = PEER_GONE;
+    peers_rid_unlink(w, p);
+    peers_seen_unlink(w, p);
+}
+
 struct peer *
 peers_find_id(struct worker *w, const char *executor_id)
 {
-    for (struct peer *p = w->peers; p; p = p->next)
-        if (p->executor_id && strcmp(p->executor_id, executor_id) == 0)
+    if (w->peers_by_id == NULL)
+        return NULL;
+    for (struct peer *p = w->peers_by_id[peers_id_bucket(executor_id)]; p; p = p->id_next)
+        if (strcmp(p->executor_id, executor_id) == 0)
             return p;
     return NULL;
 }
@@ -55,12 +214,16 @@ peers_find_id(struct worker *w, const char *executor_id)
 static struct peer *
 peers_find_rid(struct worker *w, void *sock, const unsigned char *rid, size_t len)
 {
-    for (struct peer *p = w->peers; p; p = p->next)
+    if (w->peers_by_rid == NULL)
+        return NULL;
+    for (struct peer *p = w->peers_by_rid[peers_rid_bucket(sock, rid, len)]; p; p = p->rid_next)
         if (p->state == PEER_LIVE && p->sock == sock && p->rid_len == len &&
             memcmp(p->rid, rid, len) == 0)
             return p;
     return NULL;
 }
+
+/* ---- sessions and messages ---------------------------------------------- */
 
 static int
 peers_send_raw(struct worker *w, void *sock, const unsigned char *rid, size_t rid_len,
@@ -146,6 +309,10 @@ peers_on_hello(struct worker *w, void *sock, const unsigned char *rid, size_t ri
         peers_reject(w, sock, rid, rid_len, h->executor_id, reason);
         return;
     }
+    if (peers_index_init(w) == -1) {
+        json_decref(schema);
+        return;
+    }
     if ((p = peers_find_id(w, h->executor_id)) == NULL) {
         if (w->npeers >= WORKER_MAX_PEERS) {
             json_decref(schema);
@@ -157,14 +324,18 @@ peers_on_hello(struct worker *w, void *sock, const unsigned char *rid, size_t ri
             json_decref(schema);
             return;
         }
+        p->serial = ++w->peer_serial;
+        p->state = PEER_GONE;   /* live once its session is filled in below */
         p->next = w->peers;
         w->peers = p;
         w->npeers++;
+        peers_id_link(w, p);
     } else if (p->state == PEER_LIVE &&
                (p->sock != sock || p->rid_len != rid_len || memcmp(p->rid, rid, rid_len) != 0)) {
         log_warn("executor=%s event=session_replaced reason=\"a new HELLO with the same executor id\"",
                  p->executor_id);
     }
+    peers_set_gone(w, p);   /* unindexed while its routing id changes */
     memcpy(p->rid, rid, rid_len);
     p->rid_len = rid_len;
     p->sock = sock;
@@ -175,8 +346,7 @@ peers_on_hello(struct worker *w, void *sock, const unsigned char *rid, size_t ri
     p->capacity = h->capacity;
     json_decref(p->schema);
     p->schema = schema;
-    p->state = PEER_LIVE;
-    p->last_seen_ms = util_now_ms();
+    peers_set_live(w, p, util_now_ms());
     p->assigned = 0;
     for (struct run *r = w->runs; r; r = r->next)
         if (r->executor_id && strcmp(r->executor_id, p->executor_id) == 0 &&
@@ -255,7 +425,7 @@ peers_handle(struct worker *w, void *sock, const unsigned char *rid, size_t rid_
         drover_msg_clear(&m);
         return;
     }
-    p->last_seen_ms = util_now_ms();
+    peers_seen(w, p, util_now_ms());
 
     switch (m.type) {
     case DROVER_MSG_PING: {
@@ -280,7 +450,7 @@ peers_handle(struct worker *w, void *sock, const unsigned char *rid, size_t rid_
     case DROVER_MSG_GOODBYE:
         log_info("executor=%s event=goodbye reason=\"%s\"", p->executor_id,
                  m.u.goodbye.reason ? m.u.goodbye.reason : "");
-        p->state = PEER_GONE;
+        peers_set_gone(w, p);
         break;
     default:
         w->dropped_messages++;
@@ -350,35 +520,51 @@ peers_pick(struct worker *w)
     return best;
 }
 
+static int
+peers_newer_first(const void *a, const void *b)
+{
+    const struct peer *pa = *(struct peer *const *)a, *pb = *(struct peer *const *)b;
+
+    if (pa->serial == pb->serial)
+        return 0;
+    return pa->serial < pb->serial ? 1 : -1;
+}
+
+/* Marks the live peers silent for more than liveness_ms as gone.  Only the
+ * head of the queue is checked until it is a peer still within its time, so
+ * a pass costs the same at any number of peers.  The peers expired together
+ * are logged newest first, the order of w->peers. */
 void
 peers_expire(struct worker *w, int64_t now)
 {
-    for (struct peer *p = w->peers; p; p = p->next) {
-        if (p->state == PEER_LIVE && now - p->last_seen_ms > w->cfg.liveness_ms) {
-            p->state = PEER_GONE;
-            log_warn("executor=%s event=expired silent_ms=%lld next=\"its runs crash unless it returns within %d s\"",
-                     p->executor_id, (long long)(now - p->last_seen_ms), w->cfg.lost_grace_ms / 1000);
-        }
+    static struct peer *expired[WORKER_MAX_PEERS];
+    size_t n = 0;
+
+    while (w->seen_head && now - w->seen_head->last_seen_ms > w->cfg.liveness_ms &&
+           n < WORKER_MAX_PEERS) {
+        expired[n] = w->seen_head;
+        peers_set_gone(w, expired[n]);
+        n++;
     }
+    if (n > 1)
+        qsort(expired, n, sizeof *expired, peers_newer_first);
+    for (size_t i = 0; i < n; i++)
+        log_warn("executor=%s event=expired silent_ms=%lld next=\"its runs crash unless it returns within %d s\"",
+                 expired[i]->executor_id, (long long)(now - expired[i]->last_seen_ms),
+                 w->cfg.lost_grace_ms / 1000);
 }
 
+/* Returns the milliseconds until the least recently seen live peer
+ * expires (0 when overdue), or -1 when no peer is live. */
 long
 peers_timeout_ms(struct worker *w, int64_t now)
 {
-    long best = -1;
+    long left;
 
-    for (struct peer *p = w->peers; p; p = p->next) {
-        long left;
-
-        if (p->state != PEER_LIVE)
-            continue;
-        left = (long)(p->last_seen_ms + w->cfg.liveness_ms - now);
-        if (left < 0)
-            left = 0;
-        if (best == -1 || left < best)
-            best = left;
-    }
-    return best;
+    if (w->seen_head == NULL)
+        return -1;
+    left = (long)(w->seen_head->last_seen_ms + w->cfg.liveness_ms - now);
+    return left < 0 ? 0 : left;
 }
 
 void
@@ -395,6 +581,10 @@ peers_free_all(struct worker *w)
         free(p);
     }
     w->npeers = 0;
+    free(w->peers_by_rid);
+    free(w->peers_by_id);
+    w->peers_by_rid = w->peers_by_id = NULL;
+    w->seen_head = w->seen_tail = NULL;
 }
 
 /* ---- sockets ----------------------------------------------------------- */

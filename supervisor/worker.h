@@ -63,8 +63,17 @@ enum peer_state { PEER_LIVE, PEER_GONE };
 
 struct cache_entry;
 
+/* Every peer stays on the worker's list w->peers, newest first, until the
+ * supervisor stops.  A live peer is also indexed by (sock, rid) and queued
+ * by last_seen_ms, so finding a message's sender and expiring silent peers
+ * cost the same at any number of executors (peers.c). */
 struct peer {
     struct peer    *next;
+    struct peer    *rid_next;     /* chain in w->peers_by_rid, live peers only */
+    struct peer    *id_next;      /* chain in w->peers_by_id */
+    struct peer    *seen_prev;    /* w->seen_head..seen_tail, live peers only, */
+    struct peer    *seen_next;    /* least recently seen first */
+    uint64_t        serial;       /* creation order, newest highest */
     void           *sock;         /* the socket its session runs on */
     unsigned char   rid[256];     /* ZeroMQ routing id */
     size_t          rid_len;
@@ -142,6 +151,11 @@ struct worker {
 
     struct peer   *peers;
     size_t         npeers;
+    struct peer  **peers_by_rid;     /* hash buckets of live peers; see peers.c */
+    struct peer  **peers_by_id;      /* hash buckets of every peer by executor_id */
+    struct peer   *seen_head;        /* live peer seen least recently */
+    struct peer   *seen_tail;        /* live peer seen most recently */
+    uint64_t       peer_serial;      /* serial of the last peer created */
     struct run    *runs;
     size_t         nruns;
     size_t         inflight;         /* runs holding a --limit slot */
