@@ -135,13 +135,15 @@ void render_template_free(struct render_template **tmpl);
  *   render_run_resolve_variables(rr, variables)
  *   text  = render_run_text(rr, &ctx, &len); render_run_free(rr)
  *
- * The text is json_dumps(config, JSON_COMPACT) of the configuration the
- * jansson steps above (render_template_apply, render_resolve_blocks_collect,
- * render_resolve_variables, render_prepare) produce, and every list and
- * error is theirs too; the run is kept in an arena instead of jansson
- * objects where it can be.  Each step is called once, in order; a NULL ctx
- * skips the prepare step.  The run keeps references to tmpl's inputs
- * only: tmpl must outlive it. */
+ * The text is json_dumps(config, JSON_COMPACT) of the configuration that
+ * the jansson steps above produce (render_template_apply,
+ * render_resolve_blocks_collect, render_resolve_variables, render_prepare).
+ * Every list and error is theirs too, because the run is kept in an arena
+ * only where that gives the same result and goes to those steps otherwise.
+ * Each step is called once, in order, and a NULL ctx skips the prepare
+ * step.  The run takes its own references to job_vars, blocks and vars.
+ * It borrows tmpl, which must outlive it, and reads ctx only during
+ * render_run_text. */
 struct render_run;
 struct render_run *render_run_new(const struct render_template *tmpl, const json_t *job_vars,
                                   render_getenv_fn environ_lookup, void *environ_arg,

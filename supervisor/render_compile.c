@@ -25,27 +25,22 @@ struct compile_ctx {
 /* Templates nested deeper than this render with jansson trees only. */
 #define RENDER_RUN_MAX_DEPTH 512
 
+void render_arena_free(struct arena_block *head, const struct arena_block *stop)
+{
+    while (head != stop) {
+        struct arena_block *next = head->next;
+
+        free(head);
+        head = next;
+    }
+}
+
 static void *arena_alloc(struct render_template *tmpl, size_t size)
 {
-    struct arena_block *block = tmpl->arena;
-    size_t align = sizeof(max_align_t);
-    void *out;
+    void *out = render_arena_alloc(&tmpl->arena, size, 4096);
 
-    size = (size + align - 1) / align * align;
-    if (!block || block->cap - block->used < size) {
-        size_t cap = size > 4096 ? size : 4096;
-
-        block = malloc(sizeof(*block) + cap);
-        if (!block)
-            return NULL;
-        block->next = tmpl->arena;
-        block->used = 0;
-        block->cap = cap;
-        tmpl->arena = block;
-    }
-    out = (char *)block->data + block->used;
-    block->used += size;
-    memset(out, 0, size);
+    if (out)
+        memset(out, 0, size);
     return out;
 }
 
@@ -464,17 +459,9 @@ static int prepare_fast(struct render_template *tmpl, struct node *node, int dep
 
 void render_template_free(struct render_template **tmpl)
 {
-    struct arena_block *block;
-
     if (!tmpl || !*tmpl)
         return;
-    block = (*tmpl)->arena;
-    while (block) {
-        struct arena_block *next = block->next;
-
-        free(block);
-        block = next;
-    }
+    render_arena_free((*tmpl)->arena, NULL);
     json_decref((*tmpl)->base);
     json_decref((*tmpl)->empty_properties);
     json_decref((*tmpl)->names);

@@ -6,6 +6,8 @@
 #ifndef DROVER_RENDER_COMPILED_H
 #define DROVER_RENDER_COMPILED_H
 
+#include <stdlib.h>
+
 #include "render.h"
 
 /* Prefect release whose prefect.io/version label is used when the caller
@@ -31,7 +33,7 @@ struct compiled_path {
     const json_t *fallback_blocks; /* the block keys render_collect_blocks_into lists */
 };
 
-/* What the block and variable steps may change in a value. */
+/* Flags for the parts of a value that the block and variable steps may change. */
 #define RENDER_REFS_BLOCK 1     /* a string with a block placeholder */
 #define RENDER_REFS_VARIABLE 2  /* a string with a variable placeholder */
 #define RENDER_REFS_CONTAINER 4 /* an object or array, which the steps search */
@@ -89,12 +91,43 @@ struct node {
     const json_t *lit_blocks;  /* NODE_LITERAL: its block keys, when lit_refs is set */
 };
 
-/* Blocks of memory owned by one compiled template, freed together. */
+/* A block of an arena: memory handed out in aligned pieces and freed all
+ * at once, by a compiled template and by each render_run. */
 struct arena_block {
     struct arena_block *next;
     size_t used, cap;
     max_align_t data[];
 };
+
+/* Returns size bytes (not zeroed) from the arena whose newest block is
+ * *head, adding a block of at least block_size bytes when the newest has no
+ * room; NULL when out of memory. */
+static inline void *render_arena_alloc(struct arena_block **head, size_t size,
+                                       size_t block_size)
+{
+    struct arena_block *block = *head;
+    size_t align = sizeof(max_align_t);
+    void *out;
+
+    size = (size + align - 1) / align * align;
+    if (!block || block->cap - block->used < size) {
+        size_t cap = size > block_size ? size : block_size;
+
+        block = malloc(sizeof(*block) + cap);
+        if (!block)
+            return NULL;
+        block->next = *head;
+        block->used = 0;
+        block->cap = cap;
+        *head = block;
+    }
+    out = (char *)block->data + block->used;
+    block->used += size;
+    return out;
+}
+
+/* Frees the blocks from head on, up to and without stop (NULL frees all). */
+void render_arena_free(struct arena_block *head, const struct arena_block *stop);
 
 struct render_template {
     json_t *base; /* a reference that keeps the borrowed values below alive */
@@ -130,11 +163,12 @@ const json_t *render_tmpl_later_value(const json_t *const *layers, size_t n, con
 int render_tmpl_seen_before(const json_t *const *layers, size_t n, const char *key,
                             size_t key_len);
 
-/* resolve_block_document_references and resolve_variables on one value
- * that sits at depth in a configuration: a new reference to its
- * replacement (node itself when nothing changed; containers are updated in
- * place), or NULL with err.  blocks must be an object; variables and seen
- * may be NULL, else the variables of the result are listed there. */
+/* Resolve block references or variables in one value that sits at depth
+ * in a configuration, as resolve_block_document_references and
+ * resolve_variables do.  Each returns a new reference to the replacement,
+ * which is node itself when nothing changed (containers are updated in
+ * place), or NULL with err.  blocks must be an object.  When variables and
+ * seen are not NULL, the variables of the result are listed there. */
 json_t *render_resolve_blocks_node(json_t *node, int depth, const json_t *blocks,
                                    json_t *variables, json_t *seen, char *err, size_t errlen);
 json_t *render_resolve_variables_node(json_t *node, int depth, const json_t *vars, char *err,

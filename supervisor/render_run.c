@@ -66,12 +66,7 @@ struct pending {
     const json_t *keys; /* its block keys, when the template listed them */
 };
 
-struct run_block {
-    struct run_block *next;
-    size_t used, cap;
-    max_align_t data[];
-};
-
+/* The arena block allocated with each run; later blocks are smaller. */
 #define RUN_FIRST_BLOCK 16384
 
 struct render_run {
@@ -92,8 +87,8 @@ struct render_run {
     size_t npending, pending_cap;
     json_t **owned;    /* references released with the run */
     size_t nowned, owned_cap;
-    struct run_block *arena;
-    struct run_block *first; /* allocated with the run */
+    struct arena_block *arena;
+    struct arena_block *first; /* allocated with the run */
     struct render_buf scratch; /* text being formatted, copied to the arena */
     char run_id[37];           /* texts the prepare step formats */
     char flow_id[37], deployment_id[37], flow_uuid[37], deployment_uuid[37];
@@ -110,25 +105,27 @@ static _Thread_local struct render_run *spare_run;
 
 static void *run_alloc(struct render_run *rr, size_t size)
 {
-    struct run_block *block = rr->arena;
-    size_t align = sizeof(max_align_t);
-    void *out;
+    return render_arena_alloc(&rr->arena, size, 8192);
+}
 
-    size = (size + align - 1) / align * align;
-    if (block->cap - block->used < size) {
-        size_t cap = size > 8192 ? size : 8192;
+/* Makes room in an arena array of *cap elements of size bytes, n of them
+ * in use, for one more: the array itself, or a copy twice as large (first
+ * elements for an empty one).  Returns NULL when out of memory. */
+static void *grow(struct render_run *rr, void *array, size_t n, size_t *cap, size_t size,
+                  size_t first)
+{
+    size_t new_cap = *cap ? *cap * 2 : first;
+    void *grown;
 
-        block = malloc(sizeof(*block) + cap);
-        if (!block)
-            return NULL;
-        block->next = rr->arena;
-        block->used = 0;
-        block->cap = cap;
-        rr->arena = block;
-    }
-    out = (char *)block->data + block->used;
-    block->used += size;
-    return out;
+    if (n < *cap)
+        return array;
+    grown = run_alloc(rr, new_cap * size);
+    if (!grown)
+        return NULL;
+    if (n)
+        memcpy(grown, array, n * size);
+    *cap = new_cap;
+    return grown;
 }
 
 /* Empties the scratch buffer for the next text. */
@@ -158,19 +155,13 @@ static char *scratch_copy(struct render_run *rr)
 /* Keeps a reference until the run is freed. */
 static int own(struct render_run *rr, json_t *value)
 {
-    if (rr->nowned == rr->owned_cap) {
-        size_t cap = rr->owned_cap ? rr->owned_cap * 2 : 16;
-        json_t **grown = run_alloc(rr, cap * sizeof(*grown));
+    json_t **owned = grow(rr, rr->owned, rr->nowned, &rr->owned_cap, sizeof(*owned), 16);
 
-        if (!grown) {
-            json_decref(value);
-            return -1;
-        }
-        if (rr->nowned)
-            memcpy(grown, rr->owned, rr->nowned * sizeof(*grown));
-        rr->owned = grown;
-        rr->owned_cap = cap;
+    if (!owned) {
+        json_decref(value);
+        return -1;
     }
+    rr->owned = owned;
     rr->owned[rr->nowned++] = value;
     return 0;
 }
@@ -178,17 +169,12 @@ static int own(struct render_run *rr, json_t *value)
 static int add_pending(struct render_run *rr, struct rv *value, int depth, int refs,
                        const json_t *keys)
 {
-    if (rr->npending == rr->pending_cap) {
-        size_t cap = rr->pending_cap ? rr->pending_cap * 2 : 16;
-        struct pending *grown = run_alloc(rr, cap * sizeof(*grown));
+    struct pending *pending = grow(rr, rr->pending, rr->npending, &rr->pending_cap,
+                                   sizeof(*pending), 16);
 
-        if (!grown)
-            return -1;
-        if (rr->npending)
-            memcpy(grown, rr->pending, rr->npending * sizeof(*grown));
-        rr->pending = grown;
-        rr->pending_cap = cap;
-    }
+    if (!pending)
+        return -1;
+    rr->pending = pending;
     rr->pending[rr->npending].value = value;
     rr->pending[rr->npending].depth = depth;
     rr->pending[rr->npending].refs = refs;
@@ -938,7 +924,7 @@ struct render_run *render_run_new(const struct render_template *tmpl, const json
     /* The run freed last on this thread, whose memory is still in cache. */
     spare_run = NULL;
     if (!rr)
-        rr = malloc(head + sizeof(struct run_block) + RUN_FIRST_BLOCK);
+        rr = malloc(head + sizeof(struct arena_block) + RUN_FIRST_BLOCK);
 
     if (blocks)
         *blocks = NULL;
@@ -947,7 +933,7 @@ struct render_run *render_run_new(const struct render_template *tmpl, const json
         return NULL;
     }
     memset(rr, 0, sizeof(*rr));
-    rr->first = (struct run_block *)((char *)rr + head);
+    rr->first = (struct arena_block *)((char *)rr + head);
     rr->first->next = NULL;
     rr->first->used = 0;
     rr->first->cap = RUN_FIRST_BLOCK;
@@ -975,9 +961,9 @@ struct render_run *render_run_new(const struct render_template *tmpl, const json
 
 /* ---- blocks and variables ---- */
 
-/* Whether value, at depth in the configuration, holds a string with a
+/* Whether value, at depth in the configuration, contains a string with a
  * placeholder of the kinds in mask (RENDER_REFS_BLOCK,
- * RENDER_REFS_VARIABLE).  Near RENDER_MAX_DEPTH it answers yes, so that the
+ * RENDER_REFS_VARIABLE).  Near RENDER_MAX_DEPTH it returns 1, so that the
  * resolve step itself decides what the nesting means. */
 static int has_refs(const json_t *value, int mask, int depth)
 {
@@ -1123,6 +1109,8 @@ static void dict_search_set(struct rdict *d)
 static int dict_set(struct render_run *rr, struct rdict *d, const char *key, size_t key_len,
                     const struct rv *value)
 {
+    struct rmember *members;
+
     /* A key whose length no searched key has is new. */
     for (size_t i = 0; (d->lengths >> (key_len & 63) & 1) && i < d->n && i < d->search; i++) {
         if (d->members[i].key_len == key_len && memcmp(d->members[i].key, key, key_len) == 0) {
@@ -1130,17 +1118,10 @@ static int dict_set(struct render_run *rr, struct rdict *d, const char *key, siz
             return 0;
         }
     }
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 32;
-        struct rmember *grown = run_alloc(rr, cap * sizeof(*grown));
-
-        if (!grown)
-            return -1;
-        if (d->n)
-            memcpy(grown, d->members, d->n * sizeof(*grown));
-        d->members = grown;
-        d->cap = cap;
-    }
+    members = grow(rr, d->members, d->n, &d->cap, sizeof(*members), 32);
+    if (!members)
+        return -1;
+    d->members = members;
     d->members[d->n].key = key;
     d->members[d->n].key_len = key_len;
     d->members[d->n].prefix = NULL;
@@ -1566,19 +1547,11 @@ int render_run_is_fast(const struct render_run *rr)
 
 void render_run_free(struct render_run *rr)
 {
-    struct run_block *block;
-
     if (!rr)
         return;
     for (size_t i = 0; i < rr->nowned; i++)
         json_decref(rr->owned[i]);
-    block = rr->arena;
-    while (block != rr->first) {
-        struct run_block *next = block->next;
-
-        free(block);
-        block = next;
-    }
+    render_arena_free(rr->arena, rr->first);
     json_decref(rr->job_vars);
     json_decref(rr->blocks);
     json_decref(rr->variables);

@@ -480,7 +480,9 @@ main(void)
     t_ctx = zmq_ctx_new();
     t_sock_a = zmq_socket(t_ctx, ZMQ_ROUTER);
     t_sock_b = zmq_socket(t_ctx, ZMQ_ROUTER);
-    assert(t_ctx && t_sock_a && t_sock_b);
+    assert(t_ctx != NULL);
+    assert(t_sock_a != NULL);
+    assert(t_sock_b != NULL);
 
     test_hello_find_goodbye();
     test_session_replaced();
